@@ -1,0 +1,53 @@
+"""What the runbook tells the outside world; Slack, the terminal and tests each implement it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.mailserver import Account, Password
+from storage.models import Incident
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """Where the incident's message lives (a Slack channel and timestamp)."""
+
+    channel: str
+    ts: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How the new password reached the user; `confirmed` means it may be erased now."""
+
+    via: str  # "dm", "operator", "terminal"
+    confirmed: bool
+    note: str = ""
+
+
+class Notifier(Protocol):
+    def incident_changed(self, incident: Incident) -> MessageRef | None:
+        """Post or update the incident's message; return its ref when newly posted."""
+        ...
+
+    def step_logged(self, incident: Incident, text: str) -> None:
+        """Log one step's outcome (a reply in the incident's thread)."""
+        ...
+
+    def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
+        """Tell the affected user what happened and hand over the new password."""
+        ...
+
+
+class NullNotifier:
+    """Tells nobody: for read-only commands."""
+
+    def incident_changed(self, incident: Incident) -> MessageRef | None:
+        return None
+
+    def step_logged(self, incident: Incident, text: str) -> None:
+        return None
+
+    def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
+        return Delivery(via="none", confirmed=False, note="no notifier: password kept encrypted")

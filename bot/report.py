@@ -1,0 +1,90 @@
+"""The incident report: a timeline of every step and decision, as Markdown or stable JSON.
+
+JSON schema (version 1): {"version": 1, "incident": {id, server, state, account, sasl_login,
+opened_by, opened_at, contained_at, closed_at, seconds_to_containment, seconds_to_resolution,
+failure}, "counts": {held, released, deleted}, "escalations": [event...],
+"timeline": [{"at", "who", "what", "details"}...]}. Times are ISO 8601 UTC. Never any password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from storage.models import AuditEvent, Incident
+
+ESCALATIONS = ("not_normal", "not_normal_after_restart", "approve_reboot", "not_normal_after_reboot")
+
+
+def report_json(incident: Incident, audit: Sequence[AuditEvent]) -> dict[str, Any]:
+    """Return the report as JSON-ready data."""
+    timeline: list[tuple[datetime, dict[str, Any]]] = []
+    for event in audit:
+        timeline.append((event.at, {"at": _iso(event.at), "who": event.actor, "what": event.action,
+                                    "details": event.details}))
+    counts = {"held": 0, "released": 0, "deleted": 0}
+    for run in incident.steps:
+        for key in counts:
+            counts[key] += int(run.summary.get(key, 0) or 0)
+        summary = {k: v for k, v in run.summary.items() if v not in (None, "")}
+        timeline.append((run.started_at, {"at": _iso(run.started_at), "who": run.actor,
+                                          "what": f"step {run.step}: {run.status}", "details": summary}))
+    timeline.sort(key=lambda item: item[0])
+    return {
+        "version": 1,
+        "incident": {
+            "id": incident.id,
+            "server": incident.server,
+            "state": incident.state,
+            "account": incident.suspect_address,
+            "sasl_login": incident.suspect_login,
+            "opened_by": incident.opened_by,
+            "opened_at": _iso(incident.opened_at),
+            "contained_at": _iso(incident.contained_at),
+            "closed_at": _iso(incident.closed_at),
+            "seconds_to_containment": _seconds(incident.opened_at, incident.contained_at),
+            "seconds_to_resolution": _seconds(incident.opened_at, incident.closed_at),
+            "failure": incident.failure,
+        },
+        "counts": counts,
+        "escalations": [e.action for e in audit if e.action in ESCALATIONS],
+        "timeline": [entry for _, entry in timeline],
+    }
+
+
+def report_markdown(incident: Incident, audit: Sequence[AuditEvent]) -> str:
+    """Return the report as a post-incident note in Markdown."""
+    data = report_json(incident, audit)
+    head, counts = data["incident"], data["counts"]
+    lines = [
+        f"# Incident #{head['id']} on {head['server']}: {head['state']}",
+        "",
+        f"- Account: {head['account'] or 'none identified'} (SASL login {head['sasl_login'] or '-'})",
+        f"- Opened by {head['opened_by']} at {head['opened_at']}",
+        f"- Time to containment: {_duration(head['seconds_to_containment'])}",
+        f"- Time to resolution: {_duration(head['seconds_to_resolution'])}",
+        f"- Messages held {counts['held']}, released {counts['released']}, deleted {counts['deleted']}",
+        f"- Escalations: {', '.join(data['escalations']) or 'none'}",
+    ]
+    if head["failure"]:
+        lines.append(f"- Failure: {head['failure']}")
+    lines += ["", "## Timeline", "", "| when (UTC) | who | what | details |", "|---|---|---|---|"]
+    for entry in data["timeline"]:
+        details = ", ".join(f"{k}={v}" for k, v in entry["details"].items() if not isinstance(v, dict | list))
+        lines.append(f"| {entry['at'][11:19]} | {entry['who']} | {entry['what']} | {details} |")
+    return "\n".join(lines) + "\n"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+def _seconds(start: datetime, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 1) if end else None
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"

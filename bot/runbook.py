@@ -1,0 +1,549 @@
+"""The per-incident state machine: one table of (state, event) → (next state, guard), and the steps
+each working state runs on entry.
+
+Every transition is committed with its audit event in one transaction guarded by the incident's
+version, so when two workers (or replicas) fire the same event exactly one wins. The core knows
+nothing of Slack or SSH: it gets a mail-server factory and a notifier.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from bot import monitoring, steps
+from bot.config import Config
+from bot.errors import (
+    AlreadyDone,
+    ApprovalExpired,
+    IncidentNotFound,
+    InvalidTransition,
+    MailfixError,
+    NotAuthorized,
+    ServerBusy,
+)
+from bot.mailserver import MailServer
+from bot.notifier import Notifier
+from bot.vault import Vault
+from storage.models import Approval, Incident
+from storage.repository import DuplicateOpen, DuplicateStep, NewApproval, Repository, StaleVersion
+
+log = logging.getLogger(__name__)
+SYSTEM = "mailfix"  # the actor of events the bot fires itself
+
+
+class State(StrEnum):
+    OPENED = "opened"
+    DIAGNOSING = "diagnosing"
+    AWAITING_APPROVAL = "awaiting_approval"
+    RELEASING = "releasing"
+    CONTAINING = "containing"
+    PURGING_MAILBOX = "purging_mailbox"
+    NOTIFYING_USER = "notifying_user"
+    MONITORING = "monitoring"
+    RESTARTING = "restarting"
+    AWAITING_REBOOT_APPROVAL = "awaiting_reboot_approval"
+    REBOOTING = "rebooting"
+    RESOLVED = "resolved"
+    ABORTED = "aborted"
+    FAILED = "failed"
+
+
+class Event(StrEnum):
+    DIAGNOSE = "diagnose"
+    SUSPECT_FOUND = "suspect_found"
+    NO_FLOOD = "no_flood"
+    APPROVE = "approve"
+    REJECT = "reject"  # "not this account": release, unblock, diagnose again without it
+    PICK = "pick"  # "this other account instead"
+    RELEASED = "released"
+    RENEW = "renew"  # ask again for an approval that expired
+    CLEANED = "cleaned"
+    PURGED = "purged"
+    NOTIFIED = "notified"
+    NORMAL = "normal"
+    RESOLVE_NOW = "resolve_now"
+    NOT_NORMAL = "not_normal"
+    NOT_NORMAL_AFTER_RESTART = "not_normal_after_restart"
+    NOT_NORMAL_AFTER_REBOOT = "not_normal_after_reboot"
+    RESTARTED = "restarted"
+    APPROVE_REBOOT = "approve_reboot"
+    REBOOTED = "rebooted"
+    STEP_FAILED = "step_failed"
+    RETRY = "retry"
+    ABORT = "abort"
+
+
+class Guard(StrEnum):
+    SYSTEM = "system"  # only the bot itself
+    OPERATOR = "operator"  # operators and directors
+    DIRECTOR = "director"
+    APPROVER = "approver"  # a director, and not the opener unless allow_self_approval
+
+
+@dataclass(frozen=True)
+class Rule:
+    next: State | None  # None: back to the state that failed (retry)
+    guard: Guard
+
+
+S, E, G = State, Event, Guard
+TERMINAL = frozenset({S.RESOLVED, S.ABORTED})
+WORKING = frozenset({S.DIAGNOSING, S.RELEASING, S.CONTAINING, S.PURGING_MAILBOX, S.NOTIFYING_USER})
+WORKING |= {S.RESTARTING, S.REBOOTING}
+
+TRANSITIONS: Mapping[tuple[State, Event], Rule] = {
+    (S.OPENED, E.DIAGNOSE): Rule(S.DIAGNOSING, G.OPERATOR),
+    (S.DIAGNOSING, E.SUSPECT_FOUND): Rule(S.AWAITING_APPROVAL, G.SYSTEM),
+    (S.DIAGNOSING, E.NO_FLOOD): Rule(S.MONITORING, G.SYSTEM),
+    (S.AWAITING_APPROVAL, E.APPROVE): Rule(S.CONTAINING, G.APPROVER),
+    (S.AWAITING_APPROVAL, E.REJECT): Rule(S.RELEASING, G.DIRECTOR),
+    (S.AWAITING_APPROVAL, E.PICK): Rule(S.RELEASING, G.DIRECTOR),
+    (S.AWAITING_APPROVAL, E.RENEW): Rule(S.AWAITING_APPROVAL, G.OPERATOR),
+    (S.RELEASING, E.RELEASED): Rule(S.DIAGNOSING, G.SYSTEM),
+    (S.CONTAINING, E.CLEANED): Rule(S.PURGING_MAILBOX, G.SYSTEM),
+    (S.PURGING_MAILBOX, E.PURGED): Rule(S.NOTIFYING_USER, G.SYSTEM),
+    (S.NOTIFYING_USER, E.NOTIFIED): Rule(S.MONITORING, G.SYSTEM),
+    (S.MONITORING, E.NORMAL): Rule(S.RESOLVED, G.SYSTEM),
+    (S.MONITORING, E.RESOLVE_NOW): Rule(S.RESOLVED, G.OPERATOR),
+    (S.MONITORING, E.NOT_NORMAL): Rule(S.RESTARTING, G.SYSTEM),
+    (S.MONITORING, E.NOT_NORMAL_AFTER_RESTART): Rule(S.AWAITING_REBOOT_APPROVAL, G.SYSTEM),
+    (S.MONITORING, E.NOT_NORMAL_AFTER_REBOOT): Rule(S.FAILED, G.SYSTEM),
+    (S.RESTARTING, E.RESTARTED): Rule(S.MONITORING, G.SYSTEM),
+    (S.AWAITING_REBOOT_APPROVAL, E.APPROVE_REBOOT): Rule(S.REBOOTING, G.APPROVER),
+    (S.AWAITING_REBOOT_APPROVAL, E.RENEW): Rule(S.AWAITING_REBOOT_APPROVAL, G.OPERATOR),
+    (S.REBOOTING, E.REBOOTED): Rule(S.MONITORING, G.SYSTEM),
+    (S.FAILED, E.RETRY): Rule(None, G.OPERATOR),
+    **{(s, E.STEP_FAILED): Rule(S.FAILED, G.SYSTEM) for s in WORKING | {S.AWAITING_APPROVAL}},
+    **{(s, E.ABORT): Rule(S.ABORTED, G.OPERATOR) for s in S if s not in TERMINAL},
+}
+
+# What a state runs on entry, in order; a working state then fires its completion event.
+ENTRY_STEPS: Mapping[State, tuple[steps.Step, ...]] = {
+    S.DIAGNOSING: (steps.DIAGNOSE,),
+    S.AWAITING_APPROVAL: (steps.HOLD_FROM, steps.HOLD_LOGIN, steps.BLOCK_LOGIN, steps.KICK_SESSIONS)
+    + (steps.RECORD_CONTAINMENT,),
+    S.RELEASING: (steps.RELEASE_HELD, steps.UNBLOCK_LOGIN),
+    S.CONTAINING: (steps.CHANGE_PASSWORD, steps.KICK_SESSIONS, steps.DELETE_FROM, steps.DELETE_LOGIN)
+    + (steps.DELETE_TO, steps.RECORD_CONTAINMENT, steps.UNBLOCK_LOGIN, steps.FLUSH_QUEUE),
+    S.PURGING_MAILBOX: (steps.PURGE_INBOX,),
+    S.NOTIFYING_USER: (steps.NOTIFY_USER,),
+    S.RESTARTING: (steps.RESTART_POSTFIX, steps.FLUSH_QUEUE),
+    S.REBOOTING: (steps.REBOOT,),
+}
+COMPLETION: Mapping[State, Event] = {
+    S.RELEASING: E.RELEASED,
+    S.CONTAINING: E.CLEANED,
+    S.PURGING_MAILBOX: E.PURGED,
+    S.NOTIFYING_USER: E.NOTIFIED,
+    S.RESTARTING: E.RESTARTED,
+    S.REBOOTING: E.REBOOTED,
+}
+APPROVAL_FOR: Mapping[State, str] = {S.AWAITING_APPROVAL: "cleanup", S.AWAITING_REBOOT_APPROVAL: "reboot"}
+PAST_TENSE: Mapping[Event, str] = {
+    E.APPROVE: "approved",
+    E.REJECT: "rejected",
+    E.PICK: "redirected to another account",
+    E.APPROVE_REBOOT: "approved (reboot)",
+    E.ABORT: "aborted",
+    E.RETRY: "retried",
+    E.DIAGNOSE: "started",
+    E.RESOLVE_NOW: "resolved",
+    E.RENEW: "renewed",
+}
+
+
+def next_state(state: str, event: str) -> Rule:
+    """Return the rule for `event` in `state`, or raise InvalidTransition."""
+    rule = TRANSITIONS.get((State(state), Event(event)))
+    if rule is None:
+        raise InvalidTransition(event, state)
+    return rule
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Runbook:
+    """Drives incidents: opens them, fires events, runs entry steps, monitors, resumes after a crash."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        repository: Repository,
+        servers: Callable[[str], MailServer],
+        notifier: Notifier,
+        vault: Vault,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.repo = repository
+        self._server_factory = servers
+        self._servers: dict[str, MailServer] = {}
+        self._server_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._active: dict[int, int] = {}  # incidents this process is working on right now (re-entrant)
+        self.notifier = notifier
+        self.vault = vault
+        self.now = clock
+
+    # -- what people do -------------------------------------------------------------------
+
+    def start(self, *, server: str | None, actor: str) -> Incident:
+        """Open an incident on `server` and diagnose it (containing the flood at once when configured)."""
+        self._authorize(actor, Guard.OPERATOR, None, Event.DIAGNOSE)
+        name = self.config.server(server).name
+        try:
+            incident = self.repo.open_incident(server=name, opened_by=actor, state=State.OPENED, now=self.now())
+        except DuplicateOpen:
+            existing = self.repo.open_on(server=name)
+            raise ServerBusy(name, existing.id if existing else None) from None
+        self._tell(incident)
+        return self.fire(incident.id, Event.DIAGNOSE, actor=actor)
+
+    def approve(self, incident_id: int, *, actor: str) -> Incident:
+        """A director approves the pending cleanup or reboot."""
+        incident = self.get(incident_id)
+        event = Event.APPROVE_REBOOT if incident.state == State.AWAITING_REBOOT_APPROVAL else Event.APPROVE
+        return self.fire(incident_id, event, actor=actor)
+
+    def reject(self, incident_id: int, *, actor: str, pick: str | None = None) -> Incident:
+        """A director says "not this account" (optionally naming the right one)."""
+        if pick is not None:
+            return self.fire(incident_id, Event.PICK, actor=actor, pick=pick)
+        return self.fire(incident_id, Event.REJECT, actor=actor)
+
+    def abort(self, incident_id: int, *, actor: str) -> Incident:
+        return self.fire(incident_id, Event.ABORT, actor=actor)
+
+    def retry(self, incident_id: int, *, actor: str) -> Incident:
+        return self.fire(incident_id, Event.RETRY, actor=actor)
+
+    def confirm_password(self, incident_id: int, *, actor: str) -> None:
+        """The user has the new password: erase it from the database."""
+        self.repo.set_fields(incident_id=incident_id, password_ciphertext=None)
+        self.repo.audit(incident_id=incident_id, actor=actor, action="password_confirmed", now=self.now())
+
+    def resolve_now(self, incident_id: int, *, actor: str) -> Incident:
+        """Close a monitored incident early, if its last check was normal."""
+        incident = self.get(incident_id)
+        if incident.state == State.MONITORING and not (incident.checks and incident.checks[-1].normal):
+            raise InvalidTransition("resolve now", "the last check was not normal")
+        return self.fire(incident_id, Event.RESOLVE_NOW, actor=actor)
+
+    def tick(self, incident_id: int) -> Incident:
+        """Run one monitoring check; at the deadline resolve the incident or escalate it."""
+        incident = self.get(incident_id)
+        if incident.state != State.MONITORING:
+            return incident
+        try:
+            with self._server_lock(incident.server):
+                health = self.server(incident.server).health(flood_threshold=self.config.flood_threshold)
+            normal, reasons = monitoring.assess(health, incident.checks, incident.monitor_round, self.config)
+            values = {"postfix_running": health.postfix_running, "queue_size": health.queue_size}
+        except MailfixError as exc:
+            normal, reasons = False, [str(exc)]
+            values = {"postfix_running": False, "queue_size": -1}
+        self.repo.add_check(incident_id=incident.id, at=self.now(), monitor_round=incident.monitor_round,
+                            normal=normal, details={"reasons": reasons}, **values)
+        self._log(incident, monitoring.describe(normal, reasons, values["queue_size"]))
+        incident = self.get(incident_id)
+        self._tell(incident)
+        if incident.monitor_deadline is not None and self.now() >= incident.monitor_deadline:
+            event = Event.NORMAL if normal else monitoring.ESCALATION[incident.monitor_round]
+            try:
+                return self.fire(incident.id, event, actor=SYSTEM, reasons="; ".join(reasons))
+            except (AlreadyDone, InvalidTransition):
+                return self.get(incident_id)
+        return incident
+
+    def run_due(self) -> list[Incident]:
+        """Resume unfinished steps and run due monitoring checks of every open incident (the scheduler's tick)."""
+        done = []
+        for incident in self.repo.list_incidents(open_only=True, limit=1000):
+            if incident.id in self._active:
+                continue
+            try:
+                if incident.state in ENTRY_STEPS and incident.state not in APPROVAL_FOR:
+                    incident = self.run_steps(incident.id)
+                elif incident.state == State.MONITORING and self._check_due(incident):
+                    with self._working(incident.id):
+                        incident = self.tick(incident.id)
+            except MailfixError as exc:
+                log.warning("incident #%s: %s", incident.id, exc)
+            done.append(incident)
+        return done
+
+    @contextmanager
+    def _working(self, incident_id: int) -> Iterator[None]:
+        with self._lock:
+            self._active[incident_id] = self._active.get(incident_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active[incident_id] -= 1
+                if not self._active[incident_id]:
+                    del self._active[incident_id]
+
+    def _check_due(self, incident: Incident) -> bool:
+        full = self.get(incident.id)
+        if not full.checks:
+            return True
+        interval = timedelta(seconds=self.config.check_interval_seconds)
+        deadline_passed = full.monitor_deadline is not None and self.now() >= full.monitor_deadline
+        return deadline_passed or self.now() - full.checks[-1].at >= interval
+
+    def get(self, incident_id: int) -> Incident:
+        incident = self.repo.get(incident_id=incident_id)
+        if incident is None:
+            raise IncidentNotFound(incident_id)
+        return incident
+
+    # -- the engine -----------------------------------------------------------------------
+
+    def fire(self, incident_id: int, event: Event, *, actor: str, run: bool = True, **data: Any) -> Incident:
+        """Apply `event` (checking the table, the guard and the version), then run the new state's steps."""
+        incident = self.get(incident_id)
+        try:
+            rule = next_state(incident.state, event)
+        except InvalidTransition:
+            raise self._already_done(incident, event) or InvalidTransition(event, incident.state) from None
+        self._authorize(actor, rule.guard, incident, event)
+        target = State(incident.failed_state) if rule.next is None else rule.next
+        changes, decide, request = self._effects(incident, event, target, actor, data)
+        try:
+            incident = self.repo.transition(
+                incident_id=incident.id,
+                expected_version=incident.version,
+                actor=actor,
+                event=event,
+                now=self.now(),
+                changes=changes,
+                details={"from": incident.state, "to": target, **_public(data)},
+                decide=decide,
+                request=request,
+            )
+        except StaleVersion as stale:
+            last = stale.last
+            raise AlreadyDone(PAST_TENSE.get(event, f"{event} done"), last.actor if last else None,
+                              last.at if last else None) from None
+        self._tell(incident)
+        return self.run_steps(incident.id) if run else incident
+
+    def run_steps(self, incident_id: int) -> Incident:
+        """Run the current state's pending entry steps, then fire its completion event; repeat."""
+        with self._working(incident_id):
+            return self._run_steps(incident_id)
+
+    def _run_steps(self, incident_id: int) -> Incident:
+        incident = self.get(incident_id)
+        while State(incident.state) in ENTRY_STEPS:
+            state = State(incident.state)
+            outcome_event = self._run_entry(incident)
+            if outcome_event is None:  # a step failed, or another worker owns it
+                return self.get(incident_id)
+            incident = self.get(incident_id)
+            if incident.state != state:
+                return incident  # aborted (or changed) while the steps ran
+            completion = outcome_event or COMPLETION.get(state)
+            if completion is None:
+                break  # a waiting state: its entry steps ran, now people decide
+            try:
+                incident = self.fire(incident.id, Event(completion), actor=SYSTEM, run=False)
+            except (AlreadyDone, InvalidTransition):
+                return self.get(incident_id)
+        return incident
+
+    def _run_entry(self, incident: Incident) -> str | None:
+        """Run the entry steps not yet done in this phase; return the completion event override,
+        "" for none, or None when the steps did not all finish."""
+        state = State(incident.state)
+        server = self.server(incident.server)
+        event_override = ""
+        with self._server_lock(incident.server):
+            for step in ENTRY_STEPS[state]:
+                incident = self.get(incident.id)
+                if incident.state != state:
+                    return None
+                ctx = self._context(incident, server)
+                runs = [r for r in incident.steps if r.phase == incident.phase and r.step == step.name]
+                if any(r.status in ("done", "skipped") for r in runs):
+                    continue
+                if not step.when(ctx):
+                    self._record_skipped(incident, step)
+                    continue
+                started = [r for r in runs if r.status == "started"]
+                if started and step.verify is not None and self._verified(ctx, step):
+                    self.repo.finish_step(step_id=started[-1].id, status="done", now=self.now(),
+                                          summary={"verified": "already applied; not run again"})
+                    continue
+                outcome = self._attempt(ctx, step, attempt=len(runs) + 1)
+                if outcome is None:
+                    return None
+                event_override = outcome.event or event_override
+        return event_override
+
+    def _attempt(self, ctx: steps.StepContext, step: steps.Step, *, attempt: int) -> steps.StepOutcome | None:
+        incident = ctx.incident
+        try:
+            run = self.repo.start_step(incident_id=incident.id, phase=incident.phase, step=step.name,
+                                       attempt=attempt, actor=SYSTEM, now=self.now())
+        except DuplicateStep:
+            return None
+        began = self.now()
+        try:
+            outcome = step.run(ctx)
+        except MailfixError as exc:
+            self.repo.finish_step(step_id=run.id, status="failed", summary={"error": str(exc)}, now=self.now())
+            self._log(incident, f":x: {step.name} failed: {exc}")
+            self._fail(incident.id, f"{step.name}: {exc}")
+            return None
+        seconds = (self.now() - began).total_seconds()
+        self.repo.finish_step(step_id=run.id, status="done", now=self.now(),
+                              summary={**outcome.summary, "seconds": round(seconds, 3)})
+        if outcome.text:
+            self._log(incident, f"{outcome.text} ({seconds:.1f}s)")
+        return outcome
+
+    def _verified(self, ctx: steps.StepContext, step: steps.Step) -> bool:
+        assert step.verify is not None
+        try:
+            return step.verify(ctx)
+        except MailfixError:
+            return False
+
+    def _fail(self, incident_id: int, reason: str) -> None:
+        try:
+            self.fire(incident_id, Event.STEP_FAILED, actor=SYSTEM, run=False, reason=reason)
+        except (AlreadyDone, InvalidTransition):
+            pass
+
+    def _record_skipped(self, incident: Incident, step: steps.Step) -> None:
+        try:
+            run = self.repo.start_step(incident_id=incident.id, phase=incident.phase, step=step.name,
+                                       attempt=1, actor=SYSTEM, now=self.now())
+        except DuplicateStep:
+            return
+        self.repo.finish_step(step_id=run.id, status="skipped", summary={}, now=self.now())
+
+    def _effects(
+        self, incident: Incident, event: Event, target: State, actor: str, data: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], tuple[int, str] | None, NewApproval | None]:
+        """Return the field changes, the approval decision and the approval request a transition brings."""
+        now = self.now()
+        changes: dict[str, Any] = {"state": target}
+        if event not in (Event.RETRY, Event.STEP_FAILED):
+            changes["phase"] = incident.phase + 1
+        if event == Event.STEP_FAILED:
+            changes |= {"failed_state": incident.state, "failure": str(data.get("reason", ""))[:2000]}
+        if target in TERMINAL:
+            changes["closed_at"] = now
+        if event in (Event.REJECT, Event.PICK) and incident.suspect_address:
+            changes["rejected_accounts"] = [*incident.rejected_accounts, incident.suspect_address]
+        if event == Event.PICK:
+            changes["picked_account"] = str(data["pick"])
+        if target == State.MONITORING:
+            rounds = {Event.NO_FLOOD: 0, Event.NOTIFIED: 0, Event.RESTARTED: 1, Event.REBOOTED: 2}
+            monitor_round = rounds.get(event, incident.monitor_round)
+            minutes = self.config.monitor_minutes if monitor_round == 0 else self.config.restart_monitor_minutes
+            changes |= {"monitor_round": monitor_round, "monitor_deadline": now + timedelta(minutes=minutes)}
+        decide = None
+        pending = _pending_approval(incident)
+        if event in (Event.APPROVE, Event.APPROVE_REBOOT, Event.REJECT, Event.PICK) and pending is not None:
+            if pending.expires_at <= now and event in (Event.APPROVE, Event.APPROVE_REBOOT):
+                raise ApprovalExpired(pending.what, pending.expires_at)
+            decide = (pending.id, "approved" if event in (Event.APPROVE, Event.APPROVE_REBOOT) else "rejected")
+        if event == Event.APPROVE and not self.vault.ready:
+            raise NotAuthorized(actor, "approve", "MAILFIX_SECRET_KEY is not set: the new password could not be kept")
+        request = None
+        what = APPROVAL_FOR.get(target)
+        if what is not None and (event != Event.RENEW or pending is None or pending.expires_at <= now):
+            timeout = timedelta(minutes=self.config.approval_timeout_minutes)
+            request = NewApproval(what=what, requested_by=actor, expires_at=now + timeout)
+        return changes, decide, request
+
+    def _authorize(self, actor: str, guard: Guard, incident: Incident | None, event: Event) -> None:
+        config = self.config
+        if guard == Guard.SYSTEM:
+            if actor != SYSTEM:
+                raise NotAuthorized(actor, event, f"{event} is fired by mailfix itself, not by people")
+            return
+        if actor == SYSTEM:
+            return
+        if guard == Guard.OPERATOR and actor not in config.operators | config.directors:
+            raise NotAuthorized(actor, event, f"only operators or directors may {event.replace('_', ' ')}")
+        if guard in (Guard.DIRECTOR, Guard.APPROVER) and actor not in config.directors:
+            raise NotAuthorized(actor, event, "only the IT director can approve this")
+        if guard == Guard.APPROVER and incident is not None and not config.allow_self_approval \
+                and actor == incident.opened_by:
+            raise NotAuthorized(actor, event, "you opened this incident: another director must approve (four-eyes)")
+
+    def _already_done(self, incident: Incident, event: Event) -> AlreadyDone | None:
+        if event not in PAST_TENSE:
+            return None
+        for audit in reversed(self.repo.audit_events(incident_id=incident.id)):
+            if audit.action == event:
+                return AlreadyDone(PAST_TENSE[event], audit.actor, audit.at)
+        return None
+
+    # -- collaborators --------------------------------------------------------------------
+
+    def server(self, name: str) -> MailServer:
+        """Return the (cached) mail-server connection for `name`."""
+        with self._lock:
+            if name not in self._servers:
+                self._servers[name] = self._server_factory(name)
+            return self._servers[name]
+
+    def _server_lock(self, name: str) -> threading.Lock:
+        with self._lock:
+            return self._server_locks.setdefault(name, threading.Lock())
+
+    def _context(self, incident: Incident, server: MailServer) -> steps.StepContext:
+        def save(**fields: Any) -> None:
+            self.repo.set_fields(incident_id=incident.id, **fields)
+            for key, value in fields.items():
+                setattr(incident, key, value)
+
+        return steps.StepContext(incident=incident, server=server, config=self.config,
+                                 server_config=self.config.server(incident.server), vault=self.vault,
+                                 notifier=self.notifier, save=save, now=self.now)
+
+    def _tell(self, incident: Incident) -> None:
+        # Notifying is best effort: the database is the record, and a Slack outage must not stop a step.
+        try:
+            ref = self.notifier.incident_changed(incident)
+            if ref is not None:
+                self.repo.set_fields(incident_id=incident.id, slack_channel=ref.channel, slack_ts=ref.ts)
+        except Exception:
+            log.exception("could not update the message of incident #%s", incident.id)
+
+    def _log(self, incident: Incident, text: str) -> None:
+        try:
+            self.notifier.step_logged(incident, text)
+        except Exception:
+            log.exception("could not log a step of incident #%s", incident.id)
+
+    def close(self) -> None:
+        with self._lock:
+            for server in self._servers.values():
+                server.close()
+            self._servers.clear()
+
+
+def _pending_approval(incident: Incident) -> Approval | None:
+    pending = [a for a in incident.approvals if a.decision is None]
+    return pending[-1] if pending else None
+
+
+def _public(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if isinstance(v, str | int | float | bool)}

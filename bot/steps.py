@@ -1,0 +1,220 @@
+"""The steps the runbook runs on entering a working state, each with how to re-check it after a crash.
+
+A step that changes the server is recorded as started before it runs and done after. When a
+restarted bot finds one started but not done, it calls `verify` (True: the effect is already on
+the server, so it is marked done without running again); a step without `verify` is idempotent
+and is run again (setting the same stored password again, releasing what is already released).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from bot.config import Config, ServerConfig
+from bot.mailserver import Account, MailServer, Selection, generate_password, validate_account
+from bot.notifier import Notifier
+from bot.vault import Vault
+from storage.models import Incident
+
+
+@dataclass
+class StepContext:
+    """What a step may use: the incident as it is now, the server, and a way to save fields."""
+
+    incident: Incident
+    server: MailServer
+    config: Config
+    server_config: ServerConfig
+    vault: Vault
+    notifier: Notifier
+    save: Callable[..., None]
+    now: Callable[[], datetime]
+
+    @property
+    def account(self) -> Account:
+        if not self.incident.suspect_address or not self.incident.suspect_login:
+            raise ValueError("no suspect account on this incident")
+        return Account(self.incident.suspect_address, self.incident.suspect_login)
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    summary: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+    event: str | None = None  # overrides the state's completion event (diagnose decides)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[[StepContext], StepOutcome]
+    verify: Callable[[StepContext], bool] | None = None
+    changes_server: bool = True
+    when: Callable[[StepContext], bool] = lambda ctx: True
+
+
+def _diagnose(ctx: StepContext) -> StepOutcome:
+    incident = ctx.incident
+    diagnosis = ctx.server.diagnose(
+        flood_threshold=ctx.config.flood_threshold, exclude=frozenset(incident.rejected_accounts)
+    )
+    summary = asdict(diagnosis)
+    if incident.picked_account:
+        account = _account_for(incident.picked_account, ctx.server_config.mail_domain, summary)
+    elif diagnosis.suspect is not None:
+        account = diagnosis.suspect.account
+    else:
+        ctx.save(diagnosis=summary, suspect_address=None, suspect_login=None)
+        return StepOutcome(summary, f"No flood: queue {diagnosis.snapshot.total}, nothing over the threshold", "no_flood")
+    ctx.save(diagnosis=summary, suspect_address=account.address, suspect_login=account.login, picked_account=None)
+    text = f"Suspect {account.address} (login {account.login}); queue {diagnosis.snapshot.total}"
+    return StepOutcome(summary, text, "suspect_found")
+
+
+def _account_for(name: str, domain: str, summary: Mapping[str, Any]) -> Account:
+    """Return the Account for a name the director picked from the top senders or logins."""
+    name = validate_account(name)
+    logins = {entry["name"] for entry in summary["snapshot"]["top_sasl_logins"]}
+    if "@" in name and name not in logins:
+        return Account(address=name, login=name.split("@", 1)[0])
+    return Account(address=name if "@" in name else f"{name}@{domain}", login=name)
+
+
+def _selection(ctx: StepContext, kind: str) -> Selection:
+    account = ctx.account
+    if kind == "from":
+        return Selection(sender=account.address)
+    if kind == "to":
+        return Selection(recipient=account.address)
+    return Selection(sasl_login=account.login)
+
+
+def _hold(kind: str) -> Step:
+    def run(ctx: StepContext) -> StepOutcome:
+        held = ctx.server.hold(_selection(ctx, kind))
+        return StepOutcome({"held": held}, f"Held {held} queued messages ({kind} {_target(ctx, kind)})")
+
+    def verify(ctx: StepContext) -> bool:
+        return ctx.server.count(_selection(ctx, kind), queues=_NOT_HELD) == 0
+
+    return Step(f"hold_{kind}", run, verify, when=lambda ctx: ctx.config.hold_before_approval)
+
+
+def _delete(kind: str) -> Step:
+    def run(ctx: StepContext) -> StepOutcome:
+        deleted = ctx.server.delete(_selection(ctx, kind))
+        left = ctx.server.count(_selection(ctx, kind))
+        return StepOutcome(
+            {"deleted": deleted, "left": left}, f"Deleted {deleted} queued messages ({kind} {_target(ctx, kind)})"
+        )
+
+    def verify(ctx: StepContext) -> bool:
+        return ctx.server.count(_selection(ctx, kind)) == 0
+
+    return Step(f"delete_{kind}", run, verify)
+
+
+_NOT_HELD = frozenset({"active", "deferred", "incoming", "maildrop"})
+
+
+def _target(ctx: StepContext, kind: str) -> str:
+    return ctx.account.login if kind == "login" else ctx.account.address
+
+
+def _release(ctx: StepContext) -> StepOutcome:
+    released = sum(ctx.server.release(_selection(ctx, kind)) for kind in ("from", "login"))
+    return StepOutcome({"released": released}, f"Released {released} held messages of {ctx.account.address}")
+
+
+def _block(ctx: StepContext) -> StepOutcome:
+    ctx.server.block_login(ctx.account)
+    return StepOutcome({}, f"Blocked SMTP login {ctx.account.login}")
+
+
+def _unblock(ctx: StepContext) -> StepOutcome:
+    ctx.server.unblock_login(ctx.account)
+    return StepOutcome({}, f"Unblocked SMTP login {ctx.account.login}")
+
+
+def _kick(ctx: StepContext) -> StepOutcome:
+    kicked = ctx.server.kick_sessions(ctx.account)
+    return StepOutcome({"kicked": kicked}, f"Closed {kicked} open IMAP/POP sessions of {ctx.account.login}")
+
+
+def _record_containment(ctx: StepContext) -> StepOutcome:
+    if ctx.incident.contained_at is None:
+        ctx.save(contained_at=ctx.now())
+    seconds = ((ctx.incident.contained_at or ctx.now()) - ctx.incident.opened_at).total_seconds()
+    return StepOutcome({"seconds_to_containment": round(seconds, 1)}, f"Flood contained {seconds:.0f}s after opening")
+
+
+def _change_password(ctx: StepContext) -> StepOutcome:
+    # Stored (encrypted) before it is set, so a retry after a crash sets the same one again.
+    if ctx.incident.password_ciphertext is None:
+        ciphertext = ctx.vault.encrypt(generate_password())
+        ctx.save(password_ciphertext=ciphertext)
+        ctx.incident.password_ciphertext = ciphertext
+    ctx.server.change_password(ctx.account, ctx.vault.decrypt(ctx.incident.password_ciphertext))
+    backend = ctx.server_config.password_backend
+    return StepOutcome({"backend": backend}, f"Changed the password of {ctx.account.login} ({backend})")
+
+
+def _purge(ctx: StepContext) -> StepOutcome:
+    result = ctx.server.purge_inbox(ctx.account)
+    summary = {"before": result.before, "after": result.after, "archived_to": result.archived_to}
+    return StepOutcome(summary, f"Emptied INBOX of {ctx.account.login}: {result.before} → {result.after} messages")
+
+
+def _notify(ctx: StepContext) -> StepOutcome:
+    if ctx.incident.password_ciphertext is None:
+        return StepOutcome({"via": "none"}, "The new password was already delivered and erased")
+    delivery = ctx.notifier.deliver_password(
+        ctx.incident, ctx.account, ctx.vault.decrypt(ctx.incident.password_ciphertext)
+    )
+    if delivery.confirmed:
+        ctx.save(password_ciphertext=None)
+    summary = {"via": delivery.via, "confirmed": delivery.confirmed, "note": delivery.note}
+    return StepOutcome(summary, f"Told {ctx.account.address} ({delivery.via}). {delivery.note}".strip())
+
+
+def _restart(ctx: StepContext) -> StepOutcome:
+    ctx.server.restart()
+    return StepOutcome({}, "Restarted Postfix")
+
+
+def _flush(ctx: StepContext) -> StepOutcome:
+    ctx.server.flush_queue()
+    return StepOutcome({}, "Flushed the queue: deferred mail is being retried now")
+
+
+def _reboot(ctx: StepContext) -> StepOutcome:
+    ctx.server.reboot(deadline_seconds=ctx.server_config.reboot_deadline_seconds)
+    return StepOutcome({}, "Rebooted; SSH and Postfix answer again")
+
+
+def _postfix_running(ctx: StepContext) -> bool:
+    return ctx.server.health(flood_threshold=ctx.config.flood_threshold).postfix_running
+
+
+DIAGNOSE = Step("diagnose", _diagnose, changes_server=False)
+HOLD_FROM, HOLD_LOGIN = _hold("from"), _hold("login")
+DELETE_FROM, DELETE_LOGIN, DELETE_TO = _delete("from"), _delete("login"), _delete("to")
+BLOCK_LOGIN = Step(
+    "block_login",
+    _block,
+    lambda ctx: ctx.server.is_login_blocked(ctx.account),
+    when=lambda ctx: ctx.config.hold_before_approval,
+)
+UNBLOCK_LOGIN = Step("unblock_login", _unblock, lambda ctx: not ctx.server.is_login_blocked(ctx.account))
+KICK_SESSIONS = Step("kick_sessions", _kick)
+RECORD_CONTAINMENT = Step("record_containment", _record_containment, changes_server=False)
+RELEASE_HELD = Step("release_held", _release)
+CHANGE_PASSWORD = Step("change_password", _change_password)
+PURGE_INBOX = Step("purge_inbox", _purge, lambda ctx: ctx.server.inbox_count(ctx.account) == 0)
+NOTIFY_USER = Step("notify_user", _notify, changes_server=False)
+RESTART_POSTFIX = Step("restart_postfix", _restart)
+FLUSH_QUEUE = Step("flush_queue", _flush)
+REBOOT = Step("reboot", _reboot, _postfix_running)

@@ -1,0 +1,211 @@
+"""Every read and write of incidents; sessions never leave this module.
+
+Objects returned are detached snapshots (`expire_on_commit=False`): read them, don't mutate them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from storage.models import Approval, AuditEvent, Check, Incident, StepRun
+
+
+class StaleVersion(Exception):
+    """Another writer changed the incident first; `last` is the audit event that did it."""
+
+    def __init__(self, last: AuditEvent | None) -> None:
+        self.last = last
+        super().__init__("incident changed by someone else")
+
+
+class DuplicateOpen(Exception):
+    """The database refused a second open incident on the same server."""
+
+
+class DuplicateStep(Exception):
+    """Another worker already started this attempt of this step."""
+
+
+@dataclass(frozen=True)
+class NewApproval:
+    what: str
+    requested_by: str
+    expires_at: datetime
+
+
+_FULL = (selectinload(Incident.steps), selectinload(Incident.approvals), selectinload(Incident.checks))
+
+
+class Repository:
+    """Typed access to incidents, steps, approvals, checks and the audit log."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def open_incident(self, *, server: str, opened_by: str, state: str, now: datetime) -> Incident:
+        """Insert a new open incident, or raise DuplicateOpen if the server has one."""
+        incident = Incident(
+            server=server,
+            state=state,
+            opened_by=opened_by,
+            opened_at=now,
+            version=1,
+            phase=0,
+            rejected_accounts=[],
+            diagnosis={},
+        )
+        try:
+            with self._sessions.begin() as session:
+                session.add(incident)
+                session.flush()
+                session.add(AuditEvent(incident_id=incident.id, actor=opened_by, action="open", at=now, details={}))
+        except IntegrityError:
+            raise DuplicateOpen(server) from None
+        return self.get(incident_id=incident.id)  # type: ignore[return-value]
+
+    def get(self, *, incident_id: int) -> Incident | None:
+        """Return the incident with its steps, approvals and checks, or None."""
+        with self._sessions() as session:
+            return session.scalars(select(Incident).where(Incident.id == incident_id).options(*_FULL)).first()
+
+    def open_on(self, *, server: str) -> Incident | None:
+        """Return the open incident on `server`, if any."""
+        with self._sessions() as session:
+            query = select(Incident).where(Incident.server == server, Incident.closed_at.is_(None))
+            return session.scalars(query).first()
+
+    def list_incidents(self, *, open_only: bool = False, limit: int = 50) -> Sequence[Incident]:
+        """Return the newest incidents first."""
+        with self._sessions() as session:
+            query = select(Incident).order_by(Incident.id.desc()).limit(limit)
+            if open_only:
+                query = query.where(Incident.closed_at.is_(None))
+            return session.scalars(query).all()
+
+    def transition(
+        self,
+        *,
+        incident_id: int,
+        expected_version: int,
+        actor: str,
+        event: str,
+        now: datetime,
+        changes: Mapping[str, Any],
+        details: Mapping[str, Any] | None = None,
+        decide: tuple[int, str] | None = None,
+        request: NewApproval | None = None,
+    ) -> Incident:
+        """Apply `changes` if the incident is still at `expected_version`, with its audit event, in one transaction.
+
+        `decide` = (approval id, decision) records a director's decision; `request` opens a new approval.
+        Raises StaleVersion when someone else changed the incident first.
+        """
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Incident)
+                .where(Incident.id == incident_id, Incident.version == expected_version)
+                .values(version=expected_version + 1, **changes)
+            )
+            stale = result.rowcount != 1  # type: ignore[attr-defined]
+            if not stale:
+                self._record_transition(session, incident_id, actor, event, now, details, decide, request)
+        if stale:
+            raise StaleVersion(self.last_event(incident_id=incident_id))
+        return self.get(incident_id=incident_id)  # type: ignore[return-value]
+
+    @staticmethod
+    def _record_transition(
+        session: Session,
+        incident_id: int,
+        actor: str,
+        event: str,
+        now: datetime,
+        details: Mapping[str, Any] | None,
+        decide: tuple[int, str] | None,
+        request: NewApproval | None,
+    ) -> None:
+        session.add(
+            AuditEvent(incident_id=incident_id, actor=actor, action=event, at=now, details=dict(details or {}))
+        )
+        if decide is not None:
+            approval = session.get_one(Approval, decide[0])
+            approval.decision, approval.decided_by, approval.decided_at = decide[1], actor, now
+        if request is not None:
+            session.add(
+                Approval(
+                    incident_id=incident_id,
+                    what=request.what,
+                    requested_by=request.requested_by,
+                    requested_at=now,
+                    expires_at=request.expires_at,
+                )
+            )
+
+    def set_fields(self, *, incident_id: int, **fields: Any) -> None:
+        """Update fields that are not the state (Slack message ref, encrypted password, diagnosis)."""
+        with self._sessions.begin() as session:
+            session.execute(update(Incident).where(Incident.id == incident_id).values(**fields))
+
+    def start_step(
+        self, *, incident_id: int, phase: int, step: str, attempt: int, actor: str, now: datetime
+    ) -> StepRun:
+        """Record that a step attempt has started, or raise DuplicateStep if another worker did."""
+        run = StepRun(
+            incident_id=incident_id,
+            phase=phase,
+            step=step,
+            status="started",
+            attempt=attempt,
+            actor=actor,
+            started_at=now,
+            summary={},
+        )
+        try:
+            with self._sessions.begin() as session:
+                session.add(run)
+        except IntegrityError:
+            raise DuplicateStep(step) from None
+        return run
+
+    def finish_step(self, *, step_id: int, status: str, summary: Mapping[str, Any], now: datetime) -> None:
+        """Record a step attempt's outcome."""
+        with self._sessions.begin() as session:
+            run = session.get_one(StepRun, step_id)
+            run.status, run.summary, run.finished_at = status, dict(summary), now
+
+    def add_check(self, *, incident_id: int, **values: Any) -> Check:
+        """Record one monitoring check."""
+        check = Check(incident_id=incident_id, **values)
+        with self._sessions.begin() as session:
+            session.add(check)
+        return check
+
+    def audit(self, *, incident_id: int | None, actor: str, action: str, now: datetime, **details: Any) -> None:
+        """Append an audit event that is not a state change."""
+        with self._sessions.begin() as session:
+            session.add(AuditEvent(incident_id=incident_id, actor=actor, action=action, at=now, details=details))
+
+    def audit_events(self, *, incident_id: int) -> Sequence[AuditEvent]:
+        """Return the incident's audit trail, oldest first."""
+        with self._sessions() as session:
+            query = select(AuditEvent).where(AuditEvent.incident_id == incident_id).order_by(AuditEvent.id)
+            return session.scalars(query).all()
+
+    def ping(self) -> bool:
+        """Return True when the database answers."""
+        with self._sessions() as session:
+            return session.execute(select(1)).scalar() == 1
+
+    def last_event(self, *, incident_id: int) -> AuditEvent | None:
+        """Return the incident's newest audit event."""
+        with self._sessions() as session:
+            query = select(AuditEvent).where(AuditEvent.incident_id == incident_id).order_by(AuditEvent.id.desc())
+            return session.scalars(query.limit(1)).first()

@@ -1,0 +1,86 @@
+"""Shared fixtures for the fast tests: a config, a SQLite repository, a fake server, a clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, ServerConfig
+from bot.runbook import Runbook
+from bot.vault import Vault
+from storage.db import make_engine, upgrade
+from storage.repository import Repository
+from tests.fakes import FakeMailServer, RecordingNotifier
+
+DIRECTOR, DIRECTOR2, OPERATOR, STRANGER = "UDIRECTOR1", "UDIRECTOR2", "UOPERATOR1", "USTRANGER1"
+SECRET_KEY = "test-secret-key-0123456789abcdef"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def make_config(tmp_path: Path, **overrides: object) -> Config:
+    server = ServerConfig(
+        name="mail1", host="127.0.0.1", user="root", key_file=tmp_path / "key",
+        known_hosts=tmp_path / "known_hosts", mail_domain="example.org",
+    )
+    values: dict = dict(
+        channel="C0INCIDENT", directors=frozenset({DIRECTOR, DIRECTOR2}), operators=frozenset({OPERATOR}),
+        servers=(server,), cli_users={"alt": OPERATOR, "boss": DIRECTOR, "boss2": DIRECTOR2},
+        flood_threshold=100, normal_queue_size=50, monitor_minutes=15, restart_monitor_minutes=5,
+        check_interval_seconds=30, approval_timeout_minutes=30,
+    )
+    values.update(overrides)
+    return Config(**values)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    url = f"sqlite:///{tmp_path}/mailfix.db"
+    upgrade(url)
+    return Repository(make_engine(url))
+
+
+@pytest.fixture
+def server() -> FakeMailServer:
+    fake = FakeMailServer()
+    fake.flood("victim", 300, forged=60, to_account=20)
+    fake.flood("alice", 5)
+    fake.inbox["victim"] = 7
+    return fake
+
+
+@pytest.fixture
+def notifier() -> RecordingNotifier:
+    return RecordingNotifier()
+
+
+@pytest.fixture
+def make_runbook(tmp_path, repo, server, notifier, clock):
+    def make(**overrides: object) -> Runbook:
+        return Runbook(config=make_config(tmp_path, **overrides), repository=repo, servers=lambda name: server,
+                       notifier=notifier, vault=Vault(SECRET_KEY), clock=clock)
+
+    return make
+
+
+@pytest.fixture
+def runbook(make_runbook) -> Runbook:
+    return make_runbook()

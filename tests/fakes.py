@@ -1,0 +1,273 @@
+"""Fakes for fast unit tests: an in-memory mail server that records calls, and a recording notifier.
+
+FakeMailServer can persist itself to a JSON file so that a real `mailfix` process (loaded through
+MAILFIX_MAILSERVER=tests.fakes:file_server) can be killed mid-step and restarted in the crash test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.config import ServerConfig
+from bot.errors import CommandFailed
+from bot.mailserver import (
+    Account,
+    Diagnosis,
+    Health,
+    Password,
+    PurgeResult,
+    QueueSnapshot,
+    Ranked,
+    Selection,
+    Suspect,
+)
+from bot.notifier import Delivery, MessageRef
+from storage.models import Incident
+
+
+@dataclass
+class Message:
+    id: str
+    sender: str
+    recipients: list[str]
+    login: str | None = None
+    queue: str = "deferred"
+    subject: str = ""
+
+
+@dataclass
+class FakeMailServer:
+    """A mail server in memory: a queue, passwords, blocked logins, inboxes, and a log of calls."""
+
+    name: str = "mail1"
+    domain: str = "example.org"
+    messages: list[Message] = field(default_factory=list)
+    passwords: dict[str, str] = field(default_factory=dict)
+    blocked: set[str] = field(default_factory=set)
+    inbox: dict[str, int] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    postfix_running: bool = True
+    fail_on: str = ""  # a method name that raises CommandFailed
+    state_file: Path | None = None
+    block_after: str = ""  # a method that, once applied and saved, hangs (for the crash test)
+    _next_id: int = 0
+
+    # -- building a scenario --------------------------------------------------------------
+
+    def flood(self, login: str, count: int, *, forged: int = 0, to_account: int = 0, legit: int = 0) -> None:
+        """Queue `count` messages sent as `login` (`forged` with other senders), bounces to it, and legit mail."""
+        address = f"{login}@{self.domain}"
+        for i in range(count):
+            sender = f"promo{i}@spam.example" if i < forged else address
+            self._add(sender, [f"victim{i}@remote.example"], login, f"Cheap pills {i}")
+        for _ in range(to_account):
+            self._add("MAILER-DAEMON", [address], None, "Undelivered Mail Returned to Sender")
+        for i in range(legit):
+            self._add(f"alice@{self.domain}", [f"friend{i}@remote.example"], "alice", "Minutes")
+
+    def _add(self, sender: str, recipients: list[str], login: str | None, subject: str) -> None:
+        self._next_id += 1
+        self.messages.append(Message(f"Q{self._next_id:06d}", sender, recipients, login, subject=subject))
+
+    # -- the MailServer interface ---------------------------------------------------------
+
+    def diagnose(self, *, flood_threshold: int, exclude: frozenset[str] = frozenset()) -> Diagnosis:
+        self._call("diagnose")
+        snapshot = self._snapshot()
+        for ranked in snapshot.top_sasl_logins:
+            address = ranked.name if "@" in ranked.name else f"{ranked.name}@{self.domain}"
+            if ranked.count >= flood_threshold and address not in exclude and ranked.name not in exclude:
+                account = Account(address, ranked.name)
+                return Diagnosis(snapshot, self._suspect(account), None)
+        return Diagnosis(snapshot, None, None)
+
+    def _suspect(self, account: Account) -> Suspect:
+        return Suspect(
+            account,
+            queued_from=self.count(Selection(sender=account.address)),
+            queued_to=self.count(Selection(recipient=account.address)),
+            queued_by_login=self.count(Selection(sasl_login=account.login)),
+            sample_subjects=tuple(m.subject for m in self.messages[:3]),
+        )
+
+    def _snapshot(self) -> QueueSnapshot:
+        senders = Counter(m.sender for m in self.messages)
+        recipients = Counter(r for m in self.messages for r in m.recipients)
+        logins = Counter(m.login for m in self.messages if m.login)
+        return QueueSnapshot(
+            total=len(self.messages),
+            by_queue=dict(Counter(m.queue for m in self.messages)),
+            top_senders=tuple(Ranked(n, c) for n, c in senders.most_common(5)),
+            top_recipients=tuple(Ranked(n, c) for n, c in recipients.most_common(5)),
+            top_sasl_logins=tuple(Ranked(n, c) for n, c in logins.most_common(5)),
+        )
+
+    def _matches(self, m: Message, s: Selection) -> bool:
+        return (
+            (s.sender is None or m.sender.lower() == s.sender)
+            and (s.recipient is None or s.recipient in (r.lower() for r in m.recipients))
+            and (s.sasl_login is None or m.login == s.sasl_login)
+        )
+
+    def count(self, selection: Selection, *, queues: frozenset[str] | None = None) -> int:
+        return sum(1 for m in self.messages if self._matches(m, selection) and (queues is None or m.queue in queues))
+
+    def hold(self, selection: Selection) -> int:
+        return self._move(selection, "hold", lambda m: m.queue != "hold", "hold")
+
+    def release(self, selection: Selection) -> int:
+        return self._move(selection, "deferred", lambda m: m.queue == "hold", "release")
+
+    def _move(self, selection: Selection, queue: str, which: Any, name: str) -> int:
+        self._call(name, repr(selection))
+        moved = [m for m in self.messages if self._matches(m, selection) and which(m)]
+        for m in moved:
+            m.queue = queue
+        return self._done(name, len(moved))
+
+    def delete(self, selection: Selection) -> int:
+        self._call("delete", repr(selection))
+        before = len(self.messages)
+        self.messages = [m for m in self.messages if not self._matches(m, selection)]
+        return self._done("delete", before - len(self.messages))
+
+    def change_password(self, account: Account, password: Password) -> None:
+        self._call("change_password", account.login)
+        self.passwords[account.login] = password.reveal()
+        self._done("change_password", None)
+
+    def block_login(self, account: Account) -> None:
+        self._call("block_login", account.login)
+        self.blocked.add(account.login)
+        self._done("block_login", None)
+
+    def unblock_login(self, account: Account) -> None:
+        self._call("unblock_login", account.login)
+        self.blocked.discard(account.login)
+        self._done("unblock_login", None)
+
+    def is_login_blocked(self, account: Account) -> bool:
+        return account.login in self.blocked
+
+    def kick_sessions(self, account: Account) -> int:
+        self._call("kick_sessions", account.login)
+        return self._done("kick_sessions", 0)
+
+    def purge_inbox(self, account: Account) -> PurgeResult:
+        self._call("purge_inbox", account.login)
+        before = self.inbox.get(account.login, 0)
+        self.inbox[account.login] = 0
+        return self._done("purge_inbox", PurgeResult(before, 0))
+
+    def inbox_count(self, account: Account) -> int:
+        return self.inbox.get(account.login, 0)
+
+    def health(self, *, flood_threshold: int) -> Health:
+        snapshot = self._snapshot()
+        top_sender = snapshot.top_senders[0] if snapshot.top_senders else None
+        top_login = snapshot.top_sasl_logins[0] if snapshot.top_sasl_logins else None
+        return Health(self.postfix_running, snapshot.total, top_sender, top_login)
+
+    def flush_queue(self) -> None:
+        self._call("flush_queue")
+        self._done("flush_queue", None)
+
+    def restart(self) -> None:
+        self._call("restart")
+        self.postfix_running = True
+        self._done("restart", None)
+
+    def reboot(self, *, deadline_seconds: float) -> None:
+        self._call("reboot")
+        self.postfix_running = True
+        self._done("reboot", None)
+
+    def close(self) -> None:
+        pass
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _call(self, name: str, arg: str = "") -> None:
+        self._load()
+        if self.fail_on == name:
+            raise CommandFailed(self.name, f"{name} failed (fake)")
+        self.calls.append((name, arg))
+
+    def _done(self, name: str, result: Any) -> Any:
+        self._save()
+        if self.block_after == name and self.state_file is not None:
+            Path(f"{self.state_file}.blocked").write_text(name)
+            while True:  # the crash test kills the process here, after the server changed
+                time.sleep(1)
+        return result
+
+    def calls_to(self, name: str) -> list[str]:
+        return [arg for call, arg in self.calls if call == name]
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        data = {
+            "messages": [m.__dict__ for m in self.messages],
+            "passwords": self.passwords,
+            "blocked": sorted(self.blocked),
+            "inbox": self.inbox,
+            "calls": self.calls,
+            "postfix_running": self.postfix_running,
+        }
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.state_file)
+
+    def _load(self) -> None:
+        if self.state_file is None or not self.state_file.exists():
+            return
+        data = json.loads(self.state_file.read_text())
+        self.messages = [Message(**m) for m in data["messages"]]
+        self.passwords, self.inbox = data["passwords"], data["inbox"]
+        self.blocked = set(data["blocked"])
+        self.calls = [tuple(c) for c in data["calls"]]  # type: ignore[misc]
+        self.postfix_running = data["postfix_running"]
+
+    @classmethod
+    def from_file(cls, path: Path, **kwargs: Any) -> FakeMailServer:
+        server = cls(state_file=path, **kwargs)
+        server._load()
+        return server
+
+
+def file_server(server: ServerConfig) -> FakeMailServer:
+    """MAILFIX_MAILSERVER entry point: a FakeMailServer persisted at $FAKE_MAILSERVER_STATE."""
+    return FakeMailServer.from_file(
+        Path(os.environ["FAKE_MAILSERVER_STATE"]),
+        name=server.name,
+        domain=server.mail_domain,
+        block_after=os.environ.get("FAKE_MAILSERVER_BLOCK_AFTER", ""),
+    )
+
+
+@dataclass
+class RecordingNotifier:
+    """Records what the runbook told the outside world."""
+
+    changes: list[tuple[int, str]] = field(default_factory=list)
+    logs: list[tuple[int, str]] = field(default_factory=list)
+    passwords: list[tuple[str, str]] = field(default_factory=list)
+    confirm: bool = True
+
+    def incident_changed(self, incident: Incident) -> MessageRef | None:
+        self.changes.append((incident.id, incident.state))
+        return MessageRef("C0TEST", f"{incident.id}.0001") if incident.slack_ts is None else None
+
+    def step_logged(self, incident: Incident, text: str) -> None:
+        self.logs.append((incident.id, text))
+
+    def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
+        self.passwords.append((account.address, password.reveal()))
+        return Delivery(via="dm", confirmed=self.confirm)

@@ -1,0 +1,221 @@
+"""The runbook state machine against the fake mail server."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from bot.errors import AlreadyDone, ApprovalExpired, InvalidTransition, NotAuthorized, ServerBusy, UnknownServer
+from bot.mailserver import Selection
+from bot.runbook import SYSTEM, TRANSITIONS, Event, Guard, State, next_state
+from storage.models import Incident
+from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, STRANGER
+
+
+def done_steps(incident: Incident, name: str) -> int:
+    return sum(1 for r in incident.steps if r.step == name and r.status == "done")
+
+
+def test_start_diagnoses_and_contains_the_flood_before_approval(runbook, server, clock):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    assert incident.state == State.AWAITING_APPROVAL
+    assert incident.suspect_address == "victim@example.org"
+    assert incident.suspect_login == "victim"
+    held = [m for m in server.messages if m.queue == "hold"]
+    assert len(held) == 300  # forged senders too, through the SASL login
+    assert all(m.login == "victim" for m in held)
+    assert "victim" in server.blocked
+    assert incident.contained_at is not None
+    assert [a.what for a in incident.approvals] == ["cleanup"]
+
+
+def test_a_whole_incident_runs_every_step_once_and_resolves(runbook, server, notifier, clock):
+    incident = runbook.start(server=None, actor=OPERATOR)
+    incident = runbook.approve(incident.id, actor=DIRECTOR)
+    assert incident.state == State.MONITORING
+    assert not any(m.login == "victim" or "victim@example.org" in m.recipients for m in server.messages)
+    assert sum(1 for m in server.messages if m.login == "alice") == 5
+    assert server.inbox["victim"] == 0
+    assert "victim" not in server.blocked
+    assert notifier.passwords == [("victim@example.org", server.passwords["victim"])]
+    assert incident.password_ciphertext is None  # the user confirmed: erased
+    for name in ("change_password", "delete_from", "delete_login", "delete_to", "purge_inbox", "notify_user"):
+        assert done_steps(incident, name) == 1, name
+    for _ in range(31):
+        clock.advance(seconds=30)
+        incident = runbook.tick(incident.id)
+    assert incident.state == State.RESOLVED
+    assert incident.closed_at is not None
+    assert server.calls_to("change_password") == ["victim"]
+
+
+def test_every_transition_in_the_table_is_reachable_by_fire(runbook, repo, clock):
+    for (state, event), rule in TRANSITIONS.items():
+        incident = repo.open_incident(server=f"s{abs(hash((state, event))) % 10**8}", opened_by=OPERATOR,
+                                      state=state, now=clock())
+        if state == State.FAILED:
+            repo.set_fields(incident_id=incident.id, failed_state=State.CONTAINING)
+        actor = {Guard.SYSTEM: SYSTEM, Guard.OPERATOR: OPERATOR}.get(rule.guard, DIRECTOR2)
+        after = runbook.fire(incident.id, event, actor=actor, run=False, pick="bob@example.org", reason="x")
+        assert after.state == (rule.next or State.CONTAINING), (state, event)
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_every_illegal_pair_says_what_cannot_be_done(state):
+    for event in Event:
+        if (state, event) in TRANSITIONS:
+            continue
+        with pytest.raises(InvalidTransition) as err:
+            next_state(state, event)
+        assert str(err.value) == f"Can't {event.replace('_', ' ')} when {state.replace('_', ' ')}"
+
+
+def test_only_directors_approve_and_not_the_one_who_opened(runbook, server):
+    incident = runbook.start(server="mail1", actor=DIRECTOR)
+    with pytest.raises(NotAuthorized, match="only the IT director"):
+        runbook.approve(incident.id, actor=OPERATOR)
+    with pytest.raises(NotAuthorized, match="another director must approve"):
+        runbook.approve(incident.id, actor=DIRECTOR)
+    assert runbook.get(incident.id).state == State.AWAITING_APPROVAL
+    assert server.calls_to("change_password") == []
+    assert runbook.approve(incident.id, actor=DIRECTOR2).state == State.MONITORING
+
+
+def test_self_approval_is_allowed_when_configured(make_runbook):
+    runbook = make_runbook(allow_self_approval=True)
+    incident = runbook.start(server="mail1", actor=DIRECTOR)
+    assert runbook.approve(incident.id, actor=DIRECTOR).state == State.MONITORING
+
+
+def test_strangers_cannot_start_or_abort(runbook):
+    with pytest.raises(NotAuthorized, match="only operators or directors"):
+        runbook.start(server="mail1", actor=STRANGER)
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    with pytest.raises(NotAuthorized):
+        runbook.abort(incident.id, actor=STRANGER)
+    with pytest.raises(NotAuthorized, match="fired by mailfix itself"):
+        runbook.fire(incident.id, Event.STEP_FAILED, actor=OPERATOR)
+
+
+def test_unknown_server_and_a_second_incident_are_refused(runbook):
+    with pytest.raises(UnknownServer, match="mail9"):
+        runbook.start(server="mail9", actor=OPERATOR)
+    first = runbook.start(server="mail1", actor=OPERATOR)
+    with pytest.raises(ServerBusy, match=f"#{first.id}"):
+        runbook.start(server="mail1", actor=OPERATOR)
+
+
+def test_an_expired_approval_cannot_be_used_until_renewed(runbook, clock, server):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    clock.advance(minutes=31)
+    with pytest.raises(ApprovalExpired):
+        runbook.approve(incident.id, actor=DIRECTOR)
+    assert server.calls_to("change_password") == []
+    runbook.fire(incident.id, Event.RENEW, actor=OPERATOR)
+    assert runbook.approve(incident.id, actor=DIRECTOR).state == State.MONITORING
+
+
+def test_a_second_click_is_told_who_approved_first(runbook):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    runbook.approve(incident.id, actor=DIRECTOR)
+    with pytest.raises(AlreadyDone, match=f"already approved by {DIRECTOR} at 03:00"):
+        runbook.approve(incident.id, actor=DIRECTOR2)
+
+
+def test_two_directors_approving_at_once_run_the_cleanup_once(runbook, server):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    barrier, outcomes = threading.Barrier(2), []
+
+    def approve(actor: str) -> None:
+        barrier.wait()
+        try:
+            runbook.approve(incident.id, actor=actor)
+            outcomes.append("won")
+        except AlreadyDone as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=approve, args=(a,)) for a in (DIRECTOR, DIRECTOR2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes)[1] == "won" and outcomes.count("won") == 1
+    assert server.calls_to("change_password") == ["victim"]
+
+
+def test_not_this_account_releases_unblocks_and_looks_again(runbook, server):
+    server.flood("mallory", 150)
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    assert incident.suspect_login == "victim"
+    incident = runbook.reject(incident.id, actor=DIRECTOR)
+    assert incident.state == State.AWAITING_APPROVAL
+    assert incident.suspect_login == "mallory"
+    assert "victim" not in server.blocked and "mallory" in server.blocked
+    assert not any(m.queue == "hold" for m in server.messages if m.login == "victim")
+    incident = runbook.reject(incident.id, actor=DIRECTOR)
+    assert incident.state == State.MONITORING  # nobody else over the threshold
+
+
+def test_picking_another_account_contains_that_one(runbook, server):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    incident = runbook.reject(incident.id, actor=DIRECTOR, pick="alice")
+    assert (incident.state, incident.suspect_address, incident.suspect_login) == (
+        State.AWAITING_APPROVAL, "alice@example.org", "alice")
+    assert "alice" in server.blocked and "victim" not in server.blocked
+
+
+def test_a_failed_step_can_be_retried_without_redoing_done_steps(runbook, server):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    server.fail_on = "delete"
+    incident = runbook.approve(incident.id, actor=DIRECTOR)
+    assert incident.state == State.FAILED
+    assert "delete_from" in incident.failure
+    server.fail_on = ""
+    incident = runbook.retry(incident.id, actor=OPERATOR)
+    assert incident.state == State.MONITORING
+    assert server.calls_to("change_password") == ["victim"]
+
+
+def test_a_step_started_but_not_done_is_verified_not_rerun(runbook, server, repo, clock):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    incident = runbook.fire(incident.id, Event.APPROVE, actor=DIRECTOR, run=False)
+    # Simulate a crash after the delete reached the server but before "done" was written.
+    server.delete(Selection(sender="victim@example.org"))
+    repo.start_step(incident_id=incident.id, phase=incident.phase, step="delete_from", attempt=1,
+                    actor=SYSTEM, now=clock())
+    calls_before = len(server.calls_to("delete"))
+    incident = runbook.run_due()[0]
+    assert incident.state == State.MONITORING
+    delete_from = [r for r in incident.steps if r.step == "delete_from"]
+    assert [r.status for r in delete_from] == ["done"]
+    assert delete_from[0].summary["verified"]
+    # delete_login and delete_to ran; delete_from did not run again.
+    assert len(server.calls_to("delete")) == calls_before + 2
+
+
+def test_monitoring_that_stays_bad_escalates_to_restart_then_reboot_approval(runbook, server, clock):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    incident = runbook.approve(incident.id, actor=DIRECTOR)
+    server.flood("bob", 80)  # keeps the queue over normal_queue_size (50)
+    clock.advance(minutes=16)
+    incident = runbook.tick(incident.id)
+    assert incident.state == State.MONITORING and incident.monitor_round == 1
+    assert server.calls_to("restart") == [""]
+    clock.advance(minutes=6)
+    incident = runbook.tick(incident.id)
+    assert incident.state == State.AWAITING_REBOOT_APPROVAL
+    incident = runbook.approve(incident.id, actor=DIRECTOR)
+    assert incident.state == State.MONITORING and incident.monitor_round == 2
+    assert server.calls_to("reboot") == [""]
+    clock.advance(minutes=6)
+    incident = runbook.tick(incident.id)
+    assert incident.state == State.FAILED
+
+
+def test_without_hold_before_approval_nothing_changes_until_approved(make_runbook, server):
+    runbook = make_runbook(hold_before_approval=False)
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    assert incident.state == State.AWAITING_APPROVAL
+    assert not any(m.queue == "hold" for m in server.messages) and not server.blocked
+    assert {r.step: r.status for r in incident.steps}["hold_from"] == "skipped"
