@@ -159,6 +159,13 @@ PAST_TENSE: Mapping[Event, str] = {
 }
 
 
+def completion_event(incident: Incident) -> Event | None:
+    """Return the event a working state fires once its steps are done (None for waiting states)."""
+    if incident.state == State.DIAGNOSING:  # the diagnosis saved its suspect, or none
+        return Event.SUSPECT_FOUND if incident.suspect_address else Event.NO_FLOOD
+    return COMPLETION.get(State(incident.state))
+
+
 def next_state(state: str, event: str) -> Rule:
     """Return the rule for `event` in `state`, or raise InvalidTransition."""
     rule = TRANSITIONS.get((State(state), Event(event)))
@@ -272,7 +279,7 @@ class Runbook:
             if incident.id in self._active:
                 continue
             try:
-                if incident.state in ENTRY_STEPS and incident.state not in APPROVAL_FOR:
+                if incident.state in WORKING or (incident.state in ENTRY_STEPS and self._steps_pending(incident.id)):
                     incident = self.run_steps(incident.id)
                 elif incident.state == State.MONITORING and self._check_due(incident):
                     with self._working(incident.id):
@@ -293,6 +300,11 @@ class Runbook:
                 self._active[incident_id] -= 1
                 if not self._active[incident_id]:
                     del self._active[incident_id]
+
+    def _steps_pending(self, incident_id: int) -> bool:
+        incident = self.get(incident_id)
+        finished = {r.step for r in incident.steps if r.phase == incident.phase and r.status in ("done", "skipped")}
+        return any(step.name not in finished for step in ENTRY_STEPS[State(incident.state)])
 
     def _check_due(self, incident: Incident) -> bool:
         full = self.get(incident.id)
@@ -348,32 +360,29 @@ class Runbook:
         incident = self.get(incident_id)
         while State(incident.state) in ENTRY_STEPS:
             state = State(incident.state)
-            outcome_event = self._run_entry(incident)
-            if outcome_event is None:  # a step failed, or another worker owns it
-                return self.get(incident_id)
+            if not self._run_entry(incident):
+                return self.get(incident_id)  # a step failed, or another worker owns it
             incident = self.get(incident_id)
             if incident.state != state:
                 return incident  # aborted (or changed) while the steps ran
-            completion = outcome_event or COMPLETION.get(state)
+            completion = completion_event(incident)
             if completion is None:
                 break  # a waiting state: its entry steps ran, now people decide
             try:
-                incident = self.fire(incident.id, Event(completion), actor=SYSTEM, run=False)
+                incident = self.fire(incident.id, completion, actor=SYSTEM, run=False)
             except (AlreadyDone, InvalidTransition):
                 return self.get(incident_id)
         return incident
 
-    def _run_entry(self, incident: Incident) -> str | None:
-        """Run the entry steps not yet done in this phase; return the completion event override,
-        "" for none, or None when the steps did not all finish."""
+    def _run_entry(self, incident: Incident) -> bool:
+        """Run the entry steps not yet done in this phase; return True when all of them are done."""
         state = State(incident.state)
         server = self.server(incident.server)
-        event_override = ""
         with self._server_lock(incident.server):
             for step in ENTRY_STEPS[state]:
                 incident = self.get(incident.id)
                 if incident.state != state:
-                    return None
+                    return False
                 ctx = self._context(incident, server)
                 runs = [r for r in incident.steps if r.phase == incident.phase and r.step == step.name]
                 if any(r.status in ("done", "skipped") for r in runs):
@@ -386,11 +395,9 @@ class Runbook:
                     self.repo.finish_step(step_id=started[-1].id, status="done", now=self.now(),
                                           summary={"verified": "already applied; not run again"})
                     continue
-                outcome = self._attempt(ctx, step, attempt=len(runs) + 1)
-                if outcome is None:
-                    return None
-                event_override = outcome.event or event_override
-        return event_override
+                if self._attempt(ctx, step, attempt=len(runs) + 1) is None:
+                    return False
+        return True
 
     def _attempt(self, ctx: steps.StepContext, step: steps.Step, *, attempt: int) -> steps.StepOutcome | None:
         incident = ctx.incident

@@ -44,7 +44,6 @@ class StepContext:
 class StepOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
     text: str = ""
-    event: str | None = None  # overrides the state's completion event (diagnose decides)
 
 
 @dataclass(frozen=True)
@@ -68,10 +67,10 @@ def _diagnose(ctx: StepContext) -> StepOutcome:
         account = diagnosis.suspect.account
     else:
         ctx.save(diagnosis=summary, suspect_address=None, suspect_login=None)
-        return StepOutcome(summary, f"No flood: queue {diagnosis.snapshot.total}, nothing over the threshold", "no_flood")
+        return StepOutcome(summary, f"No flood: queue {diagnosis.snapshot.total}, nothing over the threshold")
     ctx.save(diagnosis=summary, suspect_address=account.address, suspect_login=account.login, picked_account=None)
     text = f"Suspect {account.address} (login {account.login}); queue {diagnosis.snapshot.total}"
-    return StepOutcome(summary, text, "suspect_found")
+    return StepOutcome(summary, text)
 
 
 def _account_for(name: str, domain: str, summary: Mapping[str, Any]) -> Account:

@@ -1,0 +1,57 @@
+"""Helpers for tests that drive the `mailfix` command: a config file and the environment for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, SECRET_KEY
+from tests.fakes import FakeMailServer
+
+
+def write_config(directory: Path, *, extra: str = "", server_name: str = "mail1") -> Path:
+    """Write a valid mailfix.toml (with key files) into `directory` and return its path."""
+    (directory / "key").write_text("not a real key\n")
+    (directory / "known_hosts").write_text("")
+    path = directory / "mailfix.toml"
+    path.write_text(f'''
+channel = "C0INCIDENT"
+directors = ["{DIRECTOR}", "{DIRECTOR2}"]
+operators = ["{OPERATOR}"]
+flood_threshold = 100
+normal_queue_size = 50
+monitor_minutes = 0.02
+restart_monitor_minutes = 0.02
+check_interval_seconds = 0.2
+{extra}
+[cli_users]
+alt = "{OPERATOR}"
+boss = "{DIRECTOR}"
+boss2 = "{DIRECTOR2}"
+
+[[servers]]
+name = "{server_name}"
+host = "127.0.0.1"
+user = "root"
+key_file = "key"
+known_hosts = "known_hosts"
+mail_domain = "example.org"
+''')
+    return path
+
+
+def fake_env(directory: Path, database_url: str | None = None) -> dict[str, str]:
+    """Environment for a mailfix process using the file-backed fake mail server in `directory`."""
+    state = directory / "fake.json"
+    if not state.exists():
+        fake = FakeMailServer(domain="example.org", state_file=state)
+        fake.flood("victim", 300, forged=50, to_account=10)
+        fake.flood("alice", 5)
+        fake.inbox["victim"] = 4
+        fake._save()
+    return {
+        "MAILFIX_CONFIG": str(write_config(directory)),
+        "MAILFIX_DATABASE_URL": database_url or f"sqlite:///{directory}/mailfix.db",
+        "MAILFIX_SECRET_KEY": SECRET_KEY,
+        "MAILFIX_MAILSERVER": "tests.fakes:file_server",
+        "FAKE_MAILSERVER_STATE": str(state),
+    }

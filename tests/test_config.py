@@ -1,0 +1,68 @@
+"""mailfix.toml validation: every problem reported at once, naming the file and the key."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from bot import cli
+from bot.config import load_config
+from bot.errors import ConfigError, UnknownServer
+from tests.clitools import write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_example_is_valid(tmp_path):
+    (tmp_path / "keys").mkdir()
+    for name in ("mailfix_ed25519", "known_hosts"):
+        (tmp_path / "keys" / name).write_text("")
+    path = tmp_path / "mailfix.toml"
+    path.write_text((ROOT / "mailfix.example.toml").read_text())
+    config = load_config(path)
+    assert config.server(None).name == "mail1"
+    assert config.hold_before_approval is True and config.allow_self_approval is False
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    path = write_config(tmp_path)
+    text = path.read_text()
+    text = text.replace('directors = ["UDIRECTOR1", "UDIRECTOR2"]', 'directors = ["bob", "UDIRECTOR2"]')
+    text = text.replace("flood_threshold = 100", "flood_threshold = 0\ncolour = 'blue'")
+    text = text.replace('key_file = "key"', 'key_file = "missing_key"')
+    text += '\n[[servers]]\nname = "mail1"\nhost = "h"\nuser = "root"\nkey_file = "key"\n' \
+            'known_hosts = "known_hosts"\nmail_domain = "example.org"\n'
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    problems = "\n".join(err.value.problems)
+    assert f"{path}: colour: unknown key" in problems
+    assert f"{path}: directors[0]: malformed Slack user ID 'bob'" in problems
+    assert f"{path}: flood_threshold: must be a positive number, got 0" in problems
+    assert "servers[0] (mail1).key_file: file not found" in problems
+    assert "servers[1] (mail1).name: duplicate server name 'mail1'" in problems
+    assert len(err.value.problems) == 5
+
+
+def test_check_config_prints_the_problems_and_fails(tmp_path, monkeypatch, capsys):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace('host = "127.0.0.1"\n', ""))
+    monkeypatch.setenv("MAILFIX_CONFIG", str(path))
+    assert cli.main(["check-config"], out=io.StringIO()) == 1
+    assert "servers[0] (mail1).host: missing" in capsys.readouterr().err
+
+
+def test_an_unknown_server_names_the_configured_ones(tmp_path):
+    config = load_config(write_config(tmp_path))
+    with pytest.raises(UnknownServer, match="unknown server 'mail9'; configured: mail1"):
+        config.server("mail9")
+
+
+def test_missing_file_and_bad_toml_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")
+    (tmp_path / "bad.toml").write_text("channel = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")

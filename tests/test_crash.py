@@ -1,0 +1,77 @@
+"""A real `mailfix` process killed with SIGKILL in the middle of a server-changing step, then restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.clitools import fake_env
+from tests.fakes import FakeMailServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mailfix(env: dict[str, str], user: str, *argv: str, block_after: str = "") -> subprocess.Popen[str]:
+    full = {**os.environ, **env, "USER": user, "LOGNAME": user, "FAKE_MAILSERVER_BLOCK_AFTER": block_after}
+    return subprocess.Popen([sys.executable, "-m", "bot", *argv], cwd=ROOT, env=full, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return out
+
+
+def kill_when_blocked(process: subprocess.Popen[str], state: Path) -> None:
+    marker = Path(f"{state}.blocked")
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the step never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    marker.unlink()
+
+
+@pytest.mark.parametrize("step", ["delete", "change_password", "hold"])
+def test_a_killed_step_is_verified_or_safely_repeated_after_restart(tmp_path, step):
+    env = fake_env(tmp_path)
+    state = Path(env["FAKE_MAILSERVER_STATE"])
+    if step == "hold":
+        kill_when_blocked(mailfix(env, "alt", "start", block_after="hold"), state)
+        finish(mailfix(env, "alt", "run", "--once"))
+    else:
+        finish(mailfix(env, "alt", "start"))
+        kill_when_blocked(mailfix(env, "boss", "approve", "1", block_after=step), state)
+    finish(mailfix(env, "alt", "run"))  # resumes the incident
+    if step == "hold":
+        finish(mailfix(env, "boss", "approve", "1"))
+        finish(mailfix(env, "alt", "run"))
+    server = FakeMailServer.from_file(state)
+    status = finish(mailfix(env, "alt", "status", "1"))
+    assert "resolved" in status.splitlines()[0]
+    report = json.loads(finish(mailfix(env, "alt", "report", "1", "--format", "json")))
+    timeline = [e["what"] for e in report["timeline"]]
+    if step == "delete":
+        # The delete reached the server before the kill: verified, not run again.
+        assert server.calls_to("delete").count("Selection(sender='victim@example.org', recipient=None, "
+                                               "sasl_login=None)") == 1
+        assert timeline.count("step delete_from: done") == 1
+    elif step == "change_password":
+        # Re-set once more after the restart, with the same stored password: the user's matches the server's.
+        assert server.calls_to("change_password") == ["victim", "victim"]
+        out = finish(mailfix(env, "alt", "password", "1"))
+        assert f": {server.passwords['victim']}\n" in out
+    else:
+        assert len(server.calls_to("hold")) == 2  # hold_from killed after applying, verified; hold_login ran
+        assert timeline.count("step hold_from: done") == 1
+    assert all(m.login != "victim" for m in server.messages)
