@@ -84,3 +84,21 @@ def make_runbook(tmp_path, repo, server, notifier, clock):
 @pytest.fixture
 def runbook(make_runbook) -> Runbook:
     return make_runbook()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url():
+    from tests.postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, empty database of each kind mailfix supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/mailfix.db"
+    from tests.postgres import new_database
+
+    return new_database(request.getfixturevalue("postgres_admin_url"))
