@@ -48,6 +48,9 @@ class TerminalNotifier:
         note = f"tell {account.address} by phone: run `mailfix password {incident.id}` to read the new password once"
         return Delivery(via="terminal", confirmed=False, note=note)
 
+    def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
+        print(f"#{incident.id}   the new password is erased from mailfix", file=self.out, flush=True)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailfix", description=__doc__.splitlines()[0])

@@ -65,6 +65,7 @@ class Config:
     check_interval_seconds: float = 30
     approval_timeout_minutes: float = 30
     allow_self_approval: bool = False
+    password_message_minutes: float = 60
     path: Path = Path("mailfix.toml")
 
     def server(self, name: str | None) -> ServerConfig:
@@ -113,6 +114,7 @@ _POSITIVE = (
     "restart_monitor_minutes",
     "check_interval_seconds",
     "approval_timeout_minutes",
+    "password_message_minutes",
 )
 
 

@@ -24,6 +24,7 @@ class Delivery:
     via: str  # "dm", "operator", "terminal"
     confirmed: bool
     note: str = ""
+    ref: MessageRef | None = None  # the message holding the password, to withdraw it later
 
 
 class Notifier(Protocol):
@@ -39,6 +40,10 @@ class Notifier(Protocol):
         """Tell the affected user what happened and hand over the new password."""
         ...
 
+    def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
+        """Rewrite the message at `ref` without the password (confirmed, or kept too long)."""
+        ...
+
 
 class NullNotifier:
     """Tells nobody: for read-only commands."""
@@ -51,3 +56,6 @@ class NullNotifier:
 
     def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
         return Delivery(via="none", confirmed=False, note="no notifier: password kept encrypted")
+
+    def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
+        return None

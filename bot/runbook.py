@@ -29,7 +29,7 @@ from bot.errors import (
     ServerBusy,
 )
 from bot.mailserver import MailServer
-from bot.notifier import Notifier
+from bot.notifier import MessageRef, Notifier
 from bot.vault import Vault
 from storage.models import Approval, Incident
 from storage.repository import DuplicateOpen, DuplicateStep, NewApproval, Repository, StaleVersion
@@ -234,10 +234,19 @@ class Runbook:
     def retry(self, incident_id: int, *, actor: str) -> Incident:
         return self.fire(incident_id, Event.RETRY, actor=actor)
 
-    def confirm_password(self, incident_id: int, *, actor: str) -> None:
-        """The user has the new password: erase it from the database."""
-        self.repo.set_fields(incident_id=incident_id, password_ciphertext=None)
-        self.repo.audit(incident_id=incident_id, actor=actor, action="password_confirmed", now=self.now())
+    def confirm_password(self, incident_id: int, *, actor: str) -> bool:
+        """The user has the new password: erase it and withdraw the message; False if already done."""
+        return self._withdraw_password(self.get(incident_id), actor, "password_confirmed")
+
+    def _withdraw_password(self, incident: Incident, actor: str, action: str) -> bool:
+        if not self.repo.erase_password(incident_id=incident.id):
+            return False
+        self.repo.audit(incident_id=incident.id, actor=actor, action=action, now=self.now())
+        try:
+            self.notifier.withdraw_password(incident, _password_message(incident))
+        except Exception:
+            log.exception("could not withdraw the password message of incident #%s", incident.id)
+        return True
 
     def resolve_now(self, incident_id: int, *, actor: str) -> Incident:
         """Close a monitored incident early, if its last check was normal."""
@@ -284,10 +293,35 @@ class Runbook:
                 elif incident.state == State.MONITORING and self._check_due(incident):
                     with self._working(incident.id):
                         incident = self.tick(incident.id)
+                if incident.state in APPROVAL_FOR:
+                    self._remind_or_expire(incident)
             except MailfixError as exc:
                 log.warning("incident #%s: %s", incident.id, exc)
             done.append(incident)
+        self._withdraw_old_passwords()
         return done
+
+    def _remind_or_expire(self, incident: Incident) -> None:
+        """Remind the directors once, halfway to the deadline; at the deadline, expire the request."""
+        pending = _pending_approval(self.get(incident.id))
+        if pending is None:
+            return
+        now, directors = self.now(), " ".join(f"<@{d}>" for d in sorted(self.config.directors))
+        if now >= pending.expires_at:
+            if self.repo.expire_approval(approval_id=pending.id, now=now):
+                self._log(incident, f":hourglass: The {pending.what} approval expired unanswered: "
+                                    f"an operator can ask again (renew).")
+        elif now >= pending.requested_at + (pending.expires_at - pending.requested_at) / 2:
+            if self.repo.mark_reminded(approval_id=pending.id, now=now):
+                self._log(incident, f":bell: Reminder {directors}: the {pending.what} of incident "
+                                    f"#{incident.id} waits for a director (expires {pending.expires_at:%H:%M} UTC).")
+
+    def _withdraw_old_passwords(self) -> None:
+        keep = timedelta(minutes=self.config.password_message_minutes)
+        for incident in self.repo.with_pending_password():
+            sent = [r.finished_at for r in incident.steps if r.step == "notify_user" and r.status == "done"]
+            if sent and sent[-1] is not None and self.now() - sent[-1] >= keep:
+                self._withdraw_password(incident, SYSTEM, "password_withdrawn")
 
     @contextmanager
     def _working(self, incident_id: int) -> Iterator[None]:
@@ -463,17 +497,24 @@ class Runbook:
             monitor_round = rounds.get(event, incident.monitor_round)
             minutes = self.config.monitor_minutes if monitor_round == 0 else self.config.restart_monitor_minutes
             changes |= {"monitor_round": monitor_round, "monitor_deadline": now + timedelta(minutes=minutes)}
-        decide = None
-        pending = _pending_approval(incident)
-        if event in (Event.APPROVE, Event.APPROVE_REBOOT, Event.REJECT, Event.PICK) and pending is not None:
-            if pending.expires_at <= now and event in (Event.APPROVE, Event.APPROVE_REBOOT):
-                raise ApprovalExpired(pending.what, pending.expires_at)
-            decide = (pending.id, "approved" if event in (Event.APPROVE, Event.APPROVE_REBOOT) else "rejected")
+        decide, request = None, None
+        current = _current_approval(incident)
+        expired = current is None or current.decision == "expired" or current.expires_at <= now
+        if event in (Event.APPROVE, Event.APPROVE_REBOOT):
+            if current is None or expired:
+                raise ApprovalExpired(current.what if current else "pending", current.expires_at if current else now)
+            decide = (current.id, "approved")
+        elif event in (Event.REJECT, Event.PICK) and current is not None and current.decision is None:
+            decide = (current.id, "rejected")
+        elif event == Event.RENEW:
+            if not expired:
+                raise InvalidTransition("renew", "the approval request has not expired")
+            if current is not None and current.decision is None:
+                decide = (current.id, "expired")
         if event == Event.APPROVE and not self.vault.ready:
             raise NotAuthorized(actor, "approve", "MAILFIX_SECRET_KEY is not set: the new password could not be kept")
-        request = None
         what = APPROVAL_FOR.get(target)
-        if what is not None and (event != Event.RENEW or pending is None or pending.expires_at <= now):
+        if what is not None and (event == Event.RENEW or target != incident.state):
             timeout = timedelta(minutes=self.config.approval_timeout_minutes)
             request = NewApproval(what=what, requested_by=actor, expires_at=now + timeout)
         return changes, decide, request
@@ -550,6 +591,20 @@ class Runbook:
 def _pending_approval(incident: Incident) -> Approval | None:
     pending = [a for a in incident.approvals if a.decision is None]
     return pending[-1] if pending else None
+
+
+def _current_approval(incident: Incident) -> Approval | None:
+    """Return the newest approval request for what the incident's state waits on."""
+    what = APPROVAL_FOR.get(State(incident.state))
+    matching = [a for a in incident.approvals if a.what == what]
+    return matching[-1] if matching else None
+
+
+def _password_message(incident: Incident) -> MessageRef | None:
+    for run in reversed(incident.steps):
+        if run.step == "notify_user" and run.summary.get("message_ts"):
+            return MessageRef(run.summary["message_channel"], run.summary["message_ts"])
+    return None
 
 
 def _public(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -199,6 +199,42 @@ class Repository:
             query = select(AuditEvent).where(AuditEvent.incident_id == incident_id).order_by(AuditEvent.id)
             return session.scalars(query).all()
 
+    def mark_reminded(self, *, approval_id: int, now: datetime) -> bool:
+        """Mark a pending approval reminded; False if it already was (or was decided)."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.reminded_at.is_(None), Approval.decision.is_(None))
+                .values(reminded_at=now)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def expire_approval(self, *, approval_id: int, now: datetime) -> bool:
+        """Mark a pending approval expired; False if it was decided (or expired) already."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Approval)
+                .where(Approval.id == approval_id, Approval.decision.is_(None))
+                .values(decision="expired", decided_at=now, decided_by="mailfix")
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def with_pending_password(self) -> Sequence[Incident]:
+        """Return incidents still holding an undelivered (encrypted) password."""
+        with self._sessions() as session:
+            query = select(Incident).where(Incident.password_ciphertext.is_not(None)).options(*_FULL)
+            return session.scalars(query).all()
+
+    def erase_password(self, *, incident_id: int) -> bool:
+        """Erase the stored password; False if it was erased already."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Incident)
+                .where(Incident.id == incident_id, Incident.password_ciphertext.is_not(None))
+                .values(password_ciphertext=None)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     def ping(self) -> bool:
         """Return True when the database answers."""
         with self._sessions() as session:

@@ -259,6 +259,7 @@ class RecordingNotifier:
     changes: list[tuple[int, str]] = field(default_factory=list)
     logs: list[tuple[int, str]] = field(default_factory=list)
     passwords: list[tuple[str, str]] = field(default_factory=list)
+    withdrawn: list[int] = field(default_factory=list)
     confirm: bool = True
 
     def incident_changed(self, incident: Incident) -> MessageRef | None:
@@ -270,4 +271,7 @@ class RecordingNotifier:
 
     def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
         self.passwords.append((account.address, password.reveal()))
-        return Delivery(via="dm", confirmed=self.confirm)
+        return Delivery(via="dm", confirmed=self.confirm, ref=MessageRef("D0USER", "1.0"))
+
+    def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
+        self.withdrawn.append(incident.id)

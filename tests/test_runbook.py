@@ -57,6 +57,8 @@ def test_every_transition_in_the_table_is_reachable_by_fire(runbook, repo, clock
         if state == State.FAILED:
             repo.set_fields(incident_id=incident.id, failed_state=State.CONTAINING)
         actor = {Guard.SYSTEM: SYSTEM, Guard.OPERATOR: OPERATOR}.get(rule.guard, DIRECTOR2)
+        if event in (Event.APPROVE, Event.APPROVE_REBOOT):  # an approval needs a request to answer
+            runbook.fire(incident.id, Event.RENEW, actor=OPERATOR, run=False)
         after = runbook.fire(incident.id, event, actor=actor, run=False, pick="bob@example.org", reason="x")
         assert after.state == (rule.next or State.CONTAINING), (state, event)
 
@@ -219,3 +221,35 @@ def test_without_hold_before_approval_nothing_changes_until_approved(make_runboo
     assert incident.state == State.AWAITING_APPROVAL
     assert not any(m.queue == "hold" for m in server.messages) and not server.blocked
     assert {r.step: r.status for r in incident.steps}["hold_from"] == "skipped"
+
+
+def test_the_scheduler_reminds_once_then_expires_an_unanswered_approval(runbook, notifier, clock):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    clock.advance(minutes=16)
+    runbook.run_due()
+    runbook.run_due()
+    reminders = [text for _, text in notifier.logs if "Reminder" in text]
+    assert len(reminders) == 1 and f"<@{DIRECTOR}>" in reminders[0]
+    clock.advance(minutes=15)
+    runbook.run_due()
+    assert runbook.get(incident.id).approvals[-1].decision == "expired"
+    with pytest.raises(ApprovalExpired):
+        runbook.approve(incident.id, actor=DIRECTOR)
+    with pytest.raises(InvalidTransition, match="has not expired"):
+        runbook.fire(runbook.fire(incident.id, Event.RENEW, actor=OPERATOR).id, Event.RENEW, actor=OPERATOR)
+    assert runbook.approve(incident.id, actor=DIRECTOR).state == State.MONITORING
+
+
+def test_an_unconfirmed_password_is_withdrawn_after_the_configured_time(runbook, notifier, clock):
+    notifier.confirm = False
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    incident = runbook.approve(incident.id, actor=DIRECTOR)
+    assert incident.password_ciphertext is not None
+    clock.advance(minutes=59)
+    runbook.run_due()
+    assert runbook.get(incident.id).password_ciphertext is not None
+    clock.advance(minutes=2)
+    runbook.run_due()
+    assert runbook.get(incident.id).password_ciphertext is None
+    assert notifier.withdrawn == [incident.id]
+    assert runbook.confirm_password(incident.id, actor=OPERATOR) is False
