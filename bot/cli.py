@@ -55,14 +55,16 @@ class TerminalNotifier:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailfix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("start", help="open an incident on a server and contain the flood").add_argument(
-        "server", nargs="?")
+    sub.add_parser("start", help="open an incident on a server and contain the flood").add_argument("server", nargs="?")
     sub.add_parser("status", help="show one incident, or the open ones").add_argument("id", nargs="?", type=int)
     sub.add_parser("list", help="list recent incidents")
-    for name, text in (("approve", "approve the pending cleanup or reboot (directors)"),
-                       ("abort", "abort an incident"), ("retry", "retry the step that failed"),
-                       ("resolve", "resolve a monitored incident now (its last check was normal)"),
-                       ("password", "show the new password once, to tell the user by phone, then erase it")):
+    for name, text in (
+        ("approve", "approve the pending cleanup or reboot (directors)"),
+        ("abort", "abort an incident"),
+        ("retry", "retry the step that failed"),
+        ("resolve", "resolve a monitored incident now (its last check was normal)"),
+        ("password", "show the new password once, to tell the user by phone, then erase it"),
+    ):
         sub.add_parser(name, help=text).add_argument("id", type=int)
     reject = sub.add_parser("reject", help='"not this account": release it and look again (directors)')
     reject.add_argument("id", type=int)
@@ -78,8 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", help="validate mailfix.toml and report every problem")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=("upgrade",))
-    for name in ("serve", "socket"):
-        sub.add_parser(name, help="run the Slack bot (arrives with the Slack front-end)")
+    serve = sub.add_parser("serve", help="run the Slack bot in HTTP mode (POST /slack/events, GET /healthz)")
+    serve.add_argument("--host", help="address to listen on (default: $HOST, else 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 3000)")
+    sub.add_parser("socket", help="run the Slack bot in Socket Mode (needs SLACK_APP_TOKEN)")
     return parser
 
 
@@ -112,8 +116,12 @@ def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
         print("database is up to date", file=out)
         return 0
     if command in ("serve", "socket"):
-        print(f"error: `mailfix {command}` is not available yet: use the terminal commands", file=sys.stderr)
-        return 2
+        from bot import serve
+
+        config = load_config(secrets.config_path)
+        if command == "serve":
+            return serve.serve(secrets, config, args.host, args.port)
+        return serve.socket_mode(secrets, config)
     config = load_config(secrets.config_path)
     if command == "diagnose":
         return _diagnose(config, args, out)
@@ -185,8 +193,10 @@ def _reveal_password(runbook: Runbook, incident_id: int, actor: str, out: TextIO
         return 1
     password = runbook.vault.decrypt(incident.password_ciphertext)
     print(f"New password for {incident.suspect_address}: {password.reveal()}", file=out)
-    print("It is now erased from mailfix: tell the user, and not to open attachments from unknown senders.",
-          file=out)
+    print(
+        "It is now erased from mailfix: tell the user, and not to open attachments from unknown senders.",
+        file=out,
+    )
     runbook.confirm_password(incident_id, actor=actor)
     return 0
 
@@ -212,13 +222,16 @@ def _diagnose(config: Config, args: argparse.Namespace, out: TextIO) -> int:
         diagnosis = server.diagnose(flood_threshold=config.flood_threshold)
     finally:
         server.close()
-    print(json.dumps(diagnosis_to_json(diagnosis), indent=2) if args.json else render_diagnosis(diagnosis), file=out)
+    print(
+        json.dumps(diagnosis_to_json(diagnosis), indent=2) if args.json else render_diagnosis(diagnosis),
+        file=out,
+    )
     return 0
 
 
 def _one_line(incident: Incident) -> str:
-    account = incident.suspect_address or "-"
-    return f"#{incident.id:<4} {incident.server:<12} {incident.state:<26} {account:<30} {incident.opened_at:%Y-%m-%d %H:%M}"
+    account, opened = incident.suspect_address or "-", f"{incident.opened_at:%Y-%m-%d %H:%M}"
+    return f"#{incident.id:<4} {incident.server:<12} {incident.state:<26} {account:<30} {opened}"
 
 
 def describe(incident: Incident) -> str:
@@ -226,8 +239,10 @@ def describe(incident: Incident) -> str:
     lines = [_one_line(incident)]
     suspect = (incident.diagnosis or {}).get("suspect") or {}
     if suspect:
-        lines.append(f"  queued from it {suspect['queued_from']}, to it {suspect['queued_to']}, "
-                     f"by its login {suspect['queued_by_login']}")
+        lines.append(
+            f"  queued from it {suspect['queued_from']}, to it {suspect['queued_to']}, "
+            f"by its login {suspect['queued_by_login']}"
+        )
     for approval in incident.approvals:
         decision = approval.decision or f"pending (expires {approval.expires_at:%H:%M})"
         lines.append(f"  {approval.what} approval: {decision} {approval.decided_by or ''}".rstrip())
@@ -238,8 +253,9 @@ def describe(incident: Incident) -> str:
         lines.append(f"  queue trend {monitoring.sparkline(checks[-20:])} last {checks[-1]}")
     if incident.failure:
         lines.append(f"  failure: {incident.failure}")
+    n = incident.id
     hints = {
-        State.AWAITING_APPROVAL: f"next: a director runs `mailfix approve {incident.id}` or `mailfix reject {incident.id}`",
+        State.AWAITING_APPROVAL: f"next: a director runs `mailfix approve {n}` or `mailfix reject {n}`",
         State.AWAITING_REBOOT_APPROVAL: f"next: a director runs `mailfix approve {incident.id}` to reboot",
         State.FAILED: f"next: `mailfix retry {incident.id}` or `mailfix abort {incident.id}`",
         State.MONITORING: "next: `mailfix run` follows the monitoring to its end",
@@ -251,4 +267,3 @@ def describe(incident: Incident) -> str:
 
 def _summary(summary: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict | list) and v is not None)
-

@@ -23,9 +23,11 @@ def assess(health: Health, checks: Sequence[Check], monitor_round: int, config: 
         reasons.append(f"queue {health.queue_size} ≥ {config.normal_queue_size}")
     for label, ranked in (("sender", health.top_sender), ("login", health.top_login)):
         if ranked is not None and ranked.count >= config.flood_threshold:
-            reasons.append(f"{label} {ranked.name} has {ranked.count} queued (flood threshold {config.flood_threshold})")
+            reasons.append(
+                f"{label} {ranked.name} has {ranked.count} queued (flood threshold {config.flood_threshold})"
+            )
     recent = [c.queue_size for c in checks if c.monitor_round == monitor_round and c.queue_size >= 0]
-    recent = recent[-(TREND_CHECKS - 1):] + [health.queue_size]
+    recent = recent[-(TREND_CHECKS - 1) :] + [health.queue_size]
     if len(recent) == TREND_CHECKS and all(b > a for a, b in zip(recent, recent[1:], strict=False)):
         reasons.append(f"queue growing: {' → '.join(map(str, recent))}")
     return not reasons, reasons

@@ -21,15 +21,28 @@ def report_json(incident: Incident, audit: Sequence[AuditEvent]) -> dict[str, An
     """Return the report as JSON-ready data."""
     timeline: list[tuple[datetime, dict[str, Any]]] = []
     for event in audit:
-        timeline.append((event.at, {"at": _iso(event.at), "who": event.actor, "what": event.action,
-                                    "details": event.details}))
+        timeline.append(
+            (
+                event.at,
+                {"at": _iso(event.at), "who": event.actor, "what": event.action, "details": event.details},
+            )
+        )
     counts = {"held": 0, "released": 0, "deleted": 0}
     for run in incident.steps:
         for key in counts:
             counts[key] += int(run.summary.get(key, 0) or 0)
         summary = {k: v for k, v in run.summary.items() if v not in (None, "")}
-        timeline.append((run.started_at, {"at": _iso(run.started_at), "who": run.actor,
-                                          "what": f"step {run.step}: {run.status}", "details": summary}))
+        timeline.append(
+            (
+                run.started_at,
+                {
+                    "at": _iso(run.started_at),
+                    "who": run.actor,
+                    "what": f"step {run.step}: {run.status}",
+                    "details": summary,
+                },
+            )
+        )
     timeline.sort(key=lambda item: item[0])
     return {
         "version": 1,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -268,13 +268,19 @@ class Runbook:
         except MailfixError as exc:
             normal, reasons = False, [str(exc)]
             values = {"postfix_running": False, "queue_size": -1}
-        self.repo.add_check(incident_id=incident.id, at=self.now(), monitor_round=incident.monitor_round,
-                            normal=normal, details={"reasons": reasons}, **values)
+        self.repo.add_check(
+            incident_id=incident.id,
+            at=self.now(),
+            monitor_round=incident.monitor_round,
+            normal=normal,
+            details={"reasons": reasons},
+            **values,
+        )
         self._log(incident, monitoring.describe(normal, reasons, values["queue_size"]))
         incident = self.get(incident_id)
         self._tell(incident)
         if incident.monitor_deadline is not None and self.now() >= incident.monitor_deadline:
-            event = Event.NORMAL if normal else monitoring.ESCALATION[incident.monitor_round]
+            event = Event.NORMAL if normal else Event(monitoring.ESCALATION[incident.monitor_round])
             try:
                 return self.fire(incident.id, event, actor=SYSTEM, reasons="; ".join(reasons))
             except (AlreadyDone, InvalidTransition):
@@ -309,12 +315,20 @@ class Runbook:
         now, directors = self.now(), " ".join(f"<@{d}>" for d in sorted(self.config.directors))
         if now >= pending.expires_at:
             if self.repo.expire_approval(approval_id=pending.id, now=now):
-                self._log(incident, f":hourglass: The {pending.what} approval expired unanswered: "
-                                    f"an operator can ask again (renew).")
-        elif now >= pending.requested_at + (pending.expires_at - pending.requested_at) / 2:
-            if self.repo.mark_reminded(approval_id=pending.id, now=now):
-                self._log(incident, f":bell: Reminder {directors}: the {pending.what} of incident "
-                                    f"#{incident.id} waits for a director (expires {pending.expires_at:%H:%M} UTC).")
+                self._log(
+                    incident,
+                    f":hourglass: The {pending.what} approval expired unanswered: an operator can ask again (renew).",
+                )
+        elif self._halfway(pending, now) and self.repo.mark_reminded(approval_id=pending.id, now=now):
+            self._log(
+                incident,
+                f":bell: Reminder {directors}: the {pending.what} of incident "
+                f"#{incident.id} waits for a director (expires {pending.expires_at:%H:%M} UTC).",
+            )
+
+    @staticmethod
+    def _halfway(approval: Approval, now: datetime) -> bool:
+        return now >= approval.requested_at + (approval.expires_at - approval.requested_at) / 2
 
     def _withdraw_old_passwords(self) -> None:
         keep = timedelta(minutes=self.config.password_message_minutes)
@@ -364,7 +378,7 @@ class Runbook:
         except InvalidTransition:
             raise self._already_done(incident, event) or InvalidTransition(event, incident.state) from None
         self._authorize(actor, rule.guard, incident, event)
-        target = State(incident.failed_state) if rule.next is None else rule.next
+        target = rule.next or State(incident.failed_state or State.FAILED)
         changes, decide, request = self._effects(incident, event, target, actor, data)
         try:
             incident = self.repo.transition(
@@ -380,8 +394,11 @@ class Runbook:
             )
         except StaleVersion as stale:
             last = stale.last
-            raise AlreadyDone(PAST_TENSE.get(event, f"{event} done"), last.actor if last else None,
-                              last.at if last else None) from None
+            raise AlreadyDone(
+                PAST_TENSE.get(event, f"{event} done"),
+                last.actor if last else None,
+                last.at if last else None,
+            ) from None
         self._tell(incident)
         return self.run_steps(incident.id) if run else incident
 
@@ -426,8 +443,12 @@ class Runbook:
                     continue
                 started = [r for r in runs if r.status == "started"]
                 if started and step.verify is not None and self._verified(ctx, step):
-                    self.repo.finish_step(step_id=started[-1].id, status="done", now=self.now(),
-                                          summary={"verified": "already applied; not run again"})
+                    self.repo.finish_step(
+                        step_id=started[-1].id,
+                        status="done",
+                        now=self.now(),
+                        summary={"verified": "already applied; not run again"},
+                    )
                     continue
                 if self._attempt(ctx, step, attempt=len(runs) + 1) is None:
                     return False
@@ -436,8 +457,14 @@ class Runbook:
     def _attempt(self, ctx: steps.StepContext, step: steps.Step, *, attempt: int) -> steps.StepOutcome | None:
         incident = ctx.incident
         try:
-            run = self.repo.start_step(incident_id=incident.id, phase=incident.phase, step=step.name,
-                                       attempt=attempt, actor=SYSTEM, now=self.now())
+            run = self.repo.start_step(
+                incident_id=incident.id,
+                phase=incident.phase,
+                step=step.name,
+                attempt=attempt,
+                actor=SYSTEM,
+                now=self.now(),
+            )
         except DuplicateStep:
             return None
         began = self.now()
@@ -449,8 +476,12 @@ class Runbook:
             self._fail(incident.id, f"{step.name}: {exc}")
             return None
         seconds = (self.now() - began).total_seconds()
-        self.repo.finish_step(step_id=run.id, status="done", now=self.now(),
-                              summary={**outcome.summary, "seconds": round(seconds, 3)})
+        self.repo.finish_step(
+            step_id=run.id,
+            status="done",
+            now=self.now(),
+            summary={**outcome.summary, "seconds": round(seconds, 3)},
+        )
         if outcome.text:
             self._log(incident, f"{outcome.text} ({seconds:.1f}s)")
         return outcome
@@ -463,15 +494,19 @@ class Runbook:
             return False
 
     def _fail(self, incident_id: int, reason: str) -> None:
-        try:
+        with suppress(AlreadyDone, InvalidTransition):
             self.fire(incident_id, Event.STEP_FAILED, actor=SYSTEM, run=False, reason=reason)
-        except (AlreadyDone, InvalidTransition):
-            pass
 
     def _record_skipped(self, incident: Incident, step: steps.Step) -> None:
         try:
-            run = self.repo.start_step(incident_id=incident.id, phase=incident.phase, step=step.name,
-                                       attempt=1, actor=SYSTEM, now=self.now())
+            run = self.repo.start_step(
+                incident_id=incident.id,
+                phase=incident.phase,
+                step=step.name,
+                attempt=1,
+                actor=SYSTEM,
+                now=self.now(),
+            )
         except DuplicateStep:
             return
         self.repo.finish_step(step_id=run.id, status="skipped", summary={}, now=self.now())
@@ -531,8 +566,12 @@ class Runbook:
             raise NotAuthorized(actor, event, f"only operators or directors may {event.replace('_', ' ')}")
         if guard in (Guard.DIRECTOR, Guard.APPROVER) and actor not in config.directors:
             raise NotAuthorized(actor, event, "only the IT director can approve this")
-        if guard == Guard.APPROVER and incident is not None and not config.allow_self_approval \
-                and actor == incident.opened_by:
+        if (
+            guard == Guard.APPROVER
+            and incident is not None
+            and not config.allow_self_approval
+            and actor == incident.opened_by
+        ):
             raise NotAuthorized(actor, event, "you opened this incident: another director must approve (four-eyes)")
 
     def _already_done(self, incident: Incident, event: Event) -> AlreadyDone | None:
@@ -562,9 +601,16 @@ class Runbook:
             for key, value in fields.items():
                 setattr(incident, key, value)
 
-        return steps.StepContext(incident=incident, server=server, config=self.config,
-                                 server_config=self.config.server(incident.server), vault=self.vault,
-                                 notifier=self.notifier, save=save, now=self.now)
+        return steps.StepContext(
+            incident=incident,
+            server=server,
+            config=self.config,
+            server_config=self.config.server(incident.server),
+            vault=self.vault,
+            notifier=self.notifier,
+            save=save,
+            now=self.now,
+        )
 
     def _tell(self, incident: Incident) -> None:
         # Notifying is best effort: the database is the record, and a Slack outage must not stop a step.

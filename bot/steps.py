@@ -107,7 +107,8 @@ def _delete(kind: str) -> Step:
         deleted = ctx.server.delete(_selection(ctx, kind))
         left = ctx.server.count(_selection(ctx, kind))
         return StepOutcome(
-            {"deleted": deleted, "left": left}, f"Deleted {deleted} queued messages ({kind} {_target(ctx, kind)})"
+            {"deleted": deleted, "left": left},
+            f"Deleted {deleted} queued messages ({kind} {_target(ctx, kind)})",
         )
 
     def verify(ctx: StepContext) -> bool:

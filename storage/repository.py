@@ -132,9 +132,7 @@ class Repository:
         decide: tuple[int, str] | None,
         request: NewApproval | None,
     ) -> None:
-        session.add(
-            AuditEvent(incident_id=incident_id, actor=actor, action=event, at=now, details=dict(details or {}))
-        )
+        session.add(AuditEvent(incident_id=incident_id, actor=actor, action=event, at=now, details=dict(details or {})))
         if decide is not None:
             approval = session.get_one(Approval, decide[0])
             approval.decision, approval.decided_by, approval.decided_at = decide[1], actor, now

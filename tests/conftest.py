@@ -33,14 +33,25 @@ class Clock:
 
 def make_config(tmp_path: Path, **overrides: object) -> Config:
     server = ServerConfig(
-        name="mail1", host="127.0.0.1", user="root", key_file=tmp_path / "key",
-        known_hosts=tmp_path / "known_hosts", mail_domain="example.org",
+        name="mail1",
+        host="127.0.0.1",
+        user="root",
+        key_file=tmp_path / "key",
+        known_hosts=tmp_path / "known_hosts",
+        mail_domain="example.org",
     )
     values: dict = dict(
-        channel="C0INCIDENT", directors=frozenset({DIRECTOR, DIRECTOR2}), operators=frozenset({OPERATOR}),
-        servers=(server,), cli_users={"alt": OPERATOR, "boss": DIRECTOR, "boss2": DIRECTOR2},
-        flood_threshold=100, normal_queue_size=50, monitor_minutes=15, restart_monitor_minutes=5,
-        check_interval_seconds=30, approval_timeout_minutes=30,
+        channel="C0INCIDENT",
+        directors=frozenset({DIRECTOR, DIRECTOR2}),
+        operators=frozenset({OPERATOR}),
+        servers=(server,),
+        cli_users={"alt": OPERATOR, "boss": DIRECTOR, "boss2": DIRECTOR2},
+        flood_threshold=100,
+        normal_queue_size=50,
+        monitor_minutes=15,
+        restart_monitor_minutes=5,
+        check_interval_seconds=30,
+        approval_timeout_minutes=30,
     )
     values.update(overrides)
     return Config(**values)
@@ -75,8 +86,14 @@ def notifier() -> RecordingNotifier:
 @pytest.fixture
 def make_runbook(tmp_path, repo, server, notifier, clock):
     def make(**overrides: object) -> Runbook:
-        return Runbook(config=make_config(tmp_path, **overrides), repository=repo, servers=lambda name: server,
-                       notifier=notifier, vault=Vault(SECRET_KEY), clock=clock)
+        return Runbook(
+            config=make_config(tmp_path, **overrides),
+            repository=repo,
+            servers=lambda name: server,
+            notifier=notifier,
+            vault=Vault(SECRET_KEY),
+            clock=clock,
+        )
 
     return make
 

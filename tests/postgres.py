@@ -33,8 +33,9 @@ def postgres_server() -> Iterator[str]:
         yield url
         return
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    reason = "PostgreSQL tests need Debian's postgresql package and root (sudo bash .ci/run), " \
-             "or MAILFIX_TEST_POSTGRES_URL"
+    reason = (
+        "PostgreSQL tests need Debian's postgresql package and root (sudo bash .ci/run), or MAILFIX_TEST_POSTGRES_URL"
+    )
     if not bins or os.geteuid() != 0:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
@@ -45,12 +46,26 @@ def postgres_server() -> Iterator[str]:
     port = _free_port()
 
     def as_postgres(*argv: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *argv],
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     as_postgres(f"{bindir}/initdb", "-D", f"{home}/data", "-A", "trust", "-U", "postgres", "--no-sync")
-    as_postgres(f"{bindir}/pg_ctl", "-D", f"{home}/data", "-l", f"{home}/log", "-w", "-o",
-                f"-h 127.0.0.1 -p {port} -k {home} -c fsync=off", "start")
+    as_postgres(
+        f"{bindir}/pg_ctl",
+        "-D",
+        f"{home}/data",
+        "-l",
+        f"{home}/log",
+        "-w",
+        "-o",
+        f"-h 127.0.0.1 -p {port} -k {home} -c fsync=off",
+        "start",
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:

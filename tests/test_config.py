@@ -32,8 +32,10 @@ def test_every_problem_is_reported_at_once(tmp_path):
     text = text.replace('directors = ["UDIRECTOR1", "UDIRECTOR2"]', 'directors = ["bob", "UDIRECTOR2"]')
     text = text.replace("flood_threshold = 100", "flood_threshold = 0\ncolour = 'blue'")
     text = text.replace('key_file = "key"', 'key_file = "missing_key"')
-    text += '\n[[servers]]\nname = "mail1"\nhost = "h"\nuser = "root"\nkey_file = "key"\n' \
-            'known_hosts = "known_hosts"\nmail_domain = "example.org"\n'
+    text += (
+        '\n[[servers]]\nname = "mail1"\nhost = "h"\nuser = "root"\nkey_file = "key"\n'
+        'known_hosts = "known_hosts"\nmail_domain = "example.org"\n'
+    )
     path.write_text(text)
     with pytest.raises(ConfigError) as err:
         load_config(path)

@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def mailfix(env: dict[str, str], user: str, *argv: str, block_after: str = "") -> subprocess.Popen[str]:
     full = {**os.environ, **env, "USER": user, "LOGNAME": user, "FAKE_MAILSERVER_BLOCK_AFTER": block_after}
-    return subprocess.Popen([sys.executable, "-m", "bot", *argv], cwd=ROOT, env=full, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", *argv],
+        cwd=ROOT,
+        env=full,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def finish(process: subprocess.Popen[str]) -> str:
@@ -63,8 +69,10 @@ def test_a_killed_step_is_verified_or_safely_repeated_after_restart(tmp_path, st
     timeline = [e["what"] for e in report["timeline"]]
     if step == "delete":
         # The delete reached the server before the kill: verified, not run again.
-        assert server.calls_to("delete").count("Selection(sender='victim@example.org', recipient=None, "
-                                               "sasl_login=None)") == 1
+        assert (
+            server.calls_to("delete").count("Selection(sender='victim@example.org', recipient=None, sasl_login=None)")
+            == 1
+        )
         assert timeline.count("step delete_from: done") == 1
     elif step == "change_password":
         # Re-set once more after the restart, with the same stored password: the user's matches the server's.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -17,8 +18,21 @@ from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, SECRET_KEY, STRANGER, 
 from tests.fakes import FakeMailServer, RecordingNotifier
 
 ACTORS = (DIRECTOR, DIRECTOR2, OPERATOR, STRANGER)
-ACTIONS = ("start", "approve", "reject", "pick", "abort", "retry", "renew", "tick", "wait", "break", "mend",
-           "resolve_now", "confirm")
+ACTIONS = (
+    "start",
+    "approve",
+    "reject",
+    "pick",
+    "abort",
+    "retry",
+    "renew",
+    "tick",
+    "wait",
+    "break",
+    "mend",
+    "resolve_now",
+    "confirm",
+)
 
 
 def apply(runbook: Runbook, server: FakeMailServer, clock: Clock, action: str, actor: str) -> None:
@@ -64,14 +78,18 @@ def test_random_event_sequences_keep_the_invariants(sequence):
         server = FakeMailServer()
         server.flood("victim", 200, forged=20, to_account=5)
         server.flood("alice", 120)
-        runbook = Runbook(config=make_config(Path(tmp)), repository=repo, servers=lambda _: server,
-                          notifier=RecordingNotifier(), vault=Vault(SECRET_KEY), clock=clock)
+        runbook = Runbook(
+            config=make_config(Path(tmp)),
+            repository=repo,
+            servers=lambda _: server,
+            notifier=RecordingNotifier(),
+            vault=Vault(SECRET_KEY),
+            clock=clock,
+        )
         closed: dict[int, str] = {}
         for action, actor in sequence:
-            try:
+            with contextlib.suppress(MailfixError):
                 apply(runbook, server, clock, action, actor)
-            except MailfixError:
-                pass
             for incident in repo.list_incidents():
                 if incident.id in closed:  # terminal states stay terminal
                     assert incident.state == closed[incident.id]
@@ -90,6 +108,10 @@ def test_random_event_sequences_keep_the_invariants(sequence):
             assert (incident.closed_at is not None) == (incident.state in TERMINAL)
         assert len(repo.list_incidents(open_only=True)) <= 1
         # change_password ran once per incident that reached it, and only after an approval
-        approved = sum(1 for i in repo.list_incidents() for a in runbook.get(i.id).approvals
-                       if a.what == "cleanup" and a.decision == "approved")
+        approved = sum(
+            1
+            for i in repo.list_incidents()
+            for a in runbook.get(i.id).approvals
+            if a.what == "cleanup" and a.decision == "approved"
+        )
         assert len(server.calls_to("change_password")) <= approved

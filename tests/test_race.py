@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(env: dict[str, str], user: str, *argv: str) -> subprocess.Popen[str]:
     full = {**os.environ, **env, "USER": user, "LOGNAME": user}
-    return subprocess.Popen([sys.executable, "-m", "bot", *argv], cwd=ROOT, env=full, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", *argv],
+        cwd=ROOT,
+        env=full,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_two_processes_approving_at_once_run_the_cleanup_once(tmp_path, database_url):
@@ -54,15 +60,41 @@ def test_the_database_refuses_a_second_open_incident_per_server(database_url):
     from storage.models import Incident
 
     with repo._sessions.begin() as session:  # noqa: SLF001 - the point is to bypass the repository
-        session.add(Incident(server="mail2", state="opened", opened_by="U1", opened_at=clock(), version=1,
-                             phase=0, rejected_accounts=[], diagnosis={}))
+        session.add(
+            Incident(
+                server="mail2",
+                state="opened",
+                opened_by="U1",
+                opened_at=clock(),
+                version=1,
+                phase=0,
+                rejected_accounts=[],
+                diagnosis={},
+            )
+        )
     try:
         with repo._sessions.begin() as session:
-            session.add(Incident(server="mail2", state="opened", opened_by="U1", opened_at=clock(), version=1,
-                                 phase=0, rejected_accounts=[], diagnosis={}))
+            session.add(
+                Incident(
+                    server="mail2",
+                    state="opened",
+                    opened_by="U1",
+                    opened_at=clock(),
+                    version=1,
+                    phase=0,
+                    rejected_accounts=[],
+                    diagnosis={},
+                )
+            )
         raise AssertionError("the database accepted two open incidents on mail2")
     except IntegrityError:
         pass
-    repo.transition(incident_id=first.id, expected_version=1, actor="U1", event="abort", now=clock(),
-                    changes={"state": "aborted", "closed_at": clock()})
+    repo.transition(
+        incident_id=first.id,
+        expected_version=1,
+        actor="U1",
+        event="abort",
+        now=clock(),
+        changes={"state": "aborted", "closed_at": clock()},
+    )
     assert repo.open_incident(server="mail1", opened_by="U1", state="opened", now=clock()).id != first.id

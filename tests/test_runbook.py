@@ -6,7 +6,14 @@ import threading
 
 import pytest
 
-from bot.errors import AlreadyDone, ApprovalExpired, InvalidTransition, NotAuthorized, ServerBusy, UnknownServer
+from bot.errors import (
+    AlreadyDone,
+    ApprovalExpired,
+    InvalidTransition,
+    NotAuthorized,
+    ServerBusy,
+    UnknownServer,
+)
 from bot.mailserver import Selection
 from bot.runbook import SYSTEM, TRANSITIONS, Event, Guard, State, next_state
 from storage.models import Incident
@@ -52,8 +59,9 @@ def test_a_whole_incident_runs_every_step_once_and_resolves(runbook, server, not
 
 def test_every_transition_in_the_table_is_reachable_by_fire(runbook, repo, clock):
     for (state, event), rule in TRANSITIONS.items():
-        incident = repo.open_incident(server=f"s{abs(hash((state, event))) % 10**8}", opened_by=OPERATOR,
-                                      state=state, now=clock())
+        incident = repo.open_incident(
+            server=f"s{abs(hash((state, event))) % 10**8}", opened_by=OPERATOR, state=state, now=clock()
+        )
         if state == State.FAILED:
             repo.set_fields(incident_id=incident.id, failed_state=State.CONTAINING)
         actor = {Guard.SYSTEM: SYSTEM, Guard.OPERATOR: OPERATOR}.get(rule.guard, DIRECTOR2)
@@ -163,7 +171,10 @@ def test_picking_another_account_contains_that_one(runbook, server):
     incident = runbook.start(server="mail1", actor=OPERATOR)
     incident = runbook.reject(incident.id, actor=DIRECTOR, pick="alice")
     assert (incident.state, incident.suspect_address, incident.suspect_login) == (
-        State.AWAITING_APPROVAL, "alice@example.org", "alice")
+        State.AWAITING_APPROVAL,
+        "alice@example.org",
+        "alice",
+    )
     assert "alice" in server.blocked and "victim" not in server.blocked
 
 
@@ -184,8 +195,14 @@ def test_a_step_started_but_not_done_is_verified_not_rerun(runbook, server, repo
     incident = runbook.fire(incident.id, Event.APPROVE, actor=DIRECTOR, run=False)
     # Simulate a crash after the delete reached the server but before "done" was written.
     server.delete(Selection(sender="victim@example.org"))
-    repo.start_step(incident_id=incident.id, phase=incident.phase, step="delete_from", attempt=1,
-                    actor=SYSTEM, now=clock())
+    repo.start_step(
+        incident_id=incident.id,
+        phase=incident.phase,
+        step="delete_from",
+        attempt=1,
+        actor=SYSTEM,
+        now=clock(),
+    )
     calls_before = len(server.calls_to("delete"))
     incident = runbook.run_due()[0]
     assert incident.state == State.MONITORING

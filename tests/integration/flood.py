@@ -1,0 +1,163 @@
+"""Inject a realistic spam incident into the lab through real SMTP AUTH."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pwd
+import random
+import smtplib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.integration.lab import Lab
+
+SUBJECTS = (
+    "You have WON a $1000 gift card",
+    "URGENT: verify your account now",
+    "Cheap meds, no prescription",
+    "Your invoice #{n} is overdue",
+    "Make $5000/week from home",
+    "Re: your package could not be delivered",
+    "Hot singles in your area",
+    "Crypto opportunity - 400% returns",
+    "Final notice: claim your prize",
+)
+LEGIT_USERS = ("alice", "bob", "juana")
+
+
+@dataclass(frozen=True)
+class FloodReport:
+    """What flood() injected; from_login + forged messages were sent authenticated as `login`."""
+
+    login: str
+    from_login: int  # envelope sender login@domain
+    forged: int  # envelope sender a random other address
+    legit: int  # from alice/bob/juana, authenticated as themselves
+    bounces: int  # null sender, addressed TO login@domain, deferred by defer_transports
+    inbox: int  # written straight into the login's INBOX, not queued
+    forged_senders: frozenset[str]
+
+    @property
+    def queued(self) -> int:
+        """Return how many messages this flood added to the Postfix queue."""
+        return self.from_login + self.forged + self.legit + self.bounces
+
+
+def flood(
+    lab: Lab,
+    *,
+    login: str = "victim",
+    count: int = 2000,
+    forged_fraction: float = 0.3,
+    legit: int = 50,
+    bounces: int = 20,
+    inbox: int = 5,
+    connections: int = 8,
+    timeout: float = 120,
+) -> FloodReport:
+    """Inject the incident, wait until every queued message shows in `postqueue -j`, report counts."""
+    rng = random.Random(f"{login}-{count}")  # noqa: S311 - repeatable, not secret
+    address = f"{login}@{lab.domain}"
+    forged = round(count * forged_fraction)
+    senders = [f"promo{rng.randrange(1000)}@spam.example" for _ in range(forged)] + [address] * (
+        count - forged
+    )
+    rng.shuffle(senders)
+    before = queue_size(lab)
+
+    # Each job is one SMTP connection: (AUTH login or None, kind, [(sender, recipient)]).
+    jobs: list[tuple[str | None, str, list[tuple[str, str]]]] = []
+    for i in range(connections):
+        jobs.append(
+            (login, "spam", [(s, f"user{rng.randrange(10**6)}@example.com") for s in senders[i::connections]])
+        )
+    for i, user in enumerate(LEGIT_USERS):
+        n = legit // len(LEGIT_USERS) + (i < legit % len(LEGIT_USERS))
+        mine = f"{user}@{lab.domain}"
+        jobs.append((user, "legit", [(mine, f"partner{k}@customer.example") for k in range(n)]))
+    # Bounces come from "remote MTAs": unauthenticated from 127.0.0.0/8 (permit_mynetworks).
+    # X-Lab: bounce marks them as unauthenticated test mail.
+    jobs.append((None, "bounce", [("", address)] * bounces))
+
+    with ThreadPoolExecutor(max_workers=connections) as pool:
+        for future in [pool.submit(_send, lab, *job, rng.randrange(10**9)) for job in jobs if job[2]]:
+            future.result()
+    for n in range(inbox):
+        _deliver_to_inbox(lab, login, n)
+
+    report = FloodReport(
+        login=login,
+        from_login=count - forged,
+        forged=forged,
+        legit=legit,
+        bounces=bounces,
+        inbox=inbox,
+        forged_senders=frozenset(s for s in senders if s != address),
+    )
+    deadline = time.monotonic() + timeout
+    while (size := queue_size(lab)) < before + report.queued:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {size - before} of {report.queued} flood messages reached the queue")
+        time.sleep(0.2)
+    return report
+
+
+def queue_entries(lab: Lab) -> list[dict]:
+    """Return `postqueue -j` as a list of dicts (one per queued message)."""
+    out = lab.run(["postqueue", "-j"]).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def queue_size(lab: Lab) -> int:
+    return len(queue_entries(lab))
+
+
+def _send(lab: Lab, login: str | None, kind: str, messages: list[tuple[str, str]], seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311
+    with smtplib.SMTP(lab.host, lab.smtp_port, local_hostname="client.flood.example", timeout=30) as smtp:
+        smtp.ehlo()
+        if login is not None:
+            # One AUTH PLAIN, by hand: smtp.login() would retry other mechanisms on failure (slow).
+            token = base64.b64encode(f"\0{login}\0{lab.passwords[login]}".encode()).decode()
+            code, reply = smtp.docmd("AUTH", "PLAIN " + token)
+            if code != 235:
+                raise RuntimeError(f"AUTH PLAIN as {login} failed: {code} {reply!r}")
+        for sender, recipient in messages:
+            if kind == "spam":
+                subject = rng.choice(SUBJECTS).format(n=rng.randrange(10**5))
+            else:
+                subject = {"legit": "Meeting notes", "bounce": "Undelivered Mail Returned to Sender"}[kind]
+            header = sender or f"MAILER-DAEMON@{lab.domain}"
+            smtp.sendmail(sender, [recipient], _message(header, recipient, subject, f"X-Lab: {kind}\n"))
+
+
+def _message(sender: str, recipient: str, subject: str, extra: str) -> bytes:
+    return (
+        (
+            f"From: {sender}\nTo: {recipient}\nSubject: {subject}\nDate: {formatdate()}\n"
+            f"Message-ID: {make_msgid(domain='flood.example')}\n{extra}\n"
+            "Hello,\n\nThis message was generated by the mailfix integration lab.\n"
+        )
+        .replace("\n", "\r\n")
+        .encode()
+    )
+
+
+def _deliver_to_inbox(lab: Lab, user: str, n: int) -> None:
+    # Delivered by hand into Maildir/new, as Postfix's local(8) would: local mail stays queued here.
+    entry = pwd.getpwnam(user)
+    new = lab.maildir(user) / "new"
+    name = f"{time.time():.6f}.lab{n}_{os.getpid()}.mail.{lab.domain}"
+    path = new / name
+    path.write_bytes(
+        _message(
+            f"colleague{n}@partner.example", f"{user}@{lab.domain}", f"Quarterly report {n}", "X-Lab: inbox\n"
+        )
+    )
+    os.chown(path, entry.pw_uid, entry.pw_gid)
