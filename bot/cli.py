@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("password", "show the new password once, to tell the user by phone, then erase it"),
     ):
         sub.add_parser(name, help=text).add_argument("id", type=int)
+    contain = sub.add_parser("contain", help="contain another account whose flood appeared while monitoring")
+    contain.add_argument("id", type=int)
+    contain.add_argument("account")
     reject = sub.add_parser("reject", help='"not this account": release it and look again (directors)')
     reject.add_argument("id", type=int)
     reject.add_argument("--pick", metavar="ACCOUNT", help="contain this account instead")
@@ -162,6 +165,8 @@ def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -
         incident = runbook.approve(args.id, actor=actor)
     elif command == "reject":
         incident = runbook.reject(args.id, actor=actor, pick=args.pick)
+    elif command == "contain":
+        incident = runbook.contain(args.id, actor=actor, account=args.account)
     elif command == "abort":
         incident = runbook.abort(args.id, actor=actor)
     elif command == "retry":

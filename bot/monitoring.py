@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bot.config import Config
-from bot.mailserver import Health
-from storage.models import Check
+from bot.mailserver import Health, Ranked
+from storage.models import Check, Incident
 
 # Not normal at the deadline of monitoring round N (0: after cleanup, 1: after restart, 2: after reboot).
 ESCALATION: Mapping[int, str] = {0: "not_normal", 1: "not_normal_after_restart", 2: "not_normal_after_reboot"}
@@ -31,6 +31,15 @@ def assess(health: Health, checks: Sequence[Check], monitor_round: int, config: 
     if len(recent) == TREND_CHECKS and all(b > a for a, b in zip(recent, recent[1:], strict=False)):
         reasons.append(f"queue growing: {' → '.join(map(str, recent))}")
     return not reasons, reasons
+
+
+def new_flood(health: Health, incident: Incident, flood_threshold: int) -> Ranked | None:
+    """Return a sender or login over the threshold that is not the incident's own account."""
+    own = {incident.suspect_address, incident.suspect_login}
+    for ranked in (health.top_login, health.top_sender):
+        if ranked is not None and ranked.count >= flood_threshold and ranked.name not in own:
+            return ranked
+    return None
 
 
 def describe(normal: bool, reasons: Sequence[str], queue_size: int) -> str:

@@ -28,7 +28,7 @@ from bot.errors import (
     NotAuthorized,
     ServerBusy,
 )
-from bot.mailserver import MailServer
+from bot.mailserver import MailServer, validate_account
 from bot.notifier import MessageRef, Notifier
 from bot.vault import Vault
 from storage.models import Approval, Incident
@@ -62,6 +62,7 @@ class Event(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"  # "not this account": release, unblock, diagnose again without it
     PICK = "pick"  # "this other account instead"
+    CONTAIN = "contain"  # a new flood from another account, seen while monitoring
     RELEASED = "released"
     RENEW = "renew"  # ask again for an approval that expired
     CLEANED = "cleaned"
@@ -112,6 +113,7 @@ TRANSITIONS: Mapping[tuple[State, Event], Rule] = {
     (S.NOTIFYING_USER, E.NOTIFIED): Rule(S.MONITORING, G.SYSTEM),
     (S.MONITORING, E.NORMAL): Rule(S.RESOLVED, G.SYSTEM),
     (S.MONITORING, E.RESOLVE_NOW): Rule(S.RESOLVED, G.OPERATOR),
+    (S.MONITORING, E.CONTAIN): Rule(S.DIAGNOSING, G.OPERATOR),
     (S.MONITORING, E.NOT_NORMAL): Rule(S.RESTARTING, G.SYSTEM),
     (S.MONITORING, E.NOT_NORMAL_AFTER_RESTART): Rule(S.AWAITING_REBOOT_APPROVAL, G.SYSTEM),
     (S.MONITORING, E.NOT_NORMAL_AFTER_REBOOT): Rule(S.FAILED, G.SYSTEM),
@@ -156,6 +158,7 @@ PAST_TENSE: Mapping[Event, str] = {
     E.DIAGNOSE: "started",
     E.RESOLVE_NOW: "resolved",
     E.RENEW: "renewed",
+    E.CONTAIN: "contained",
 }
 
 
@@ -228,6 +231,10 @@ class Runbook:
             return self.fire(incident_id, Event.PICK, actor=actor, pick=pick)
         return self.fire(incident_id, Event.REJECT, actor=actor)
 
+    def contain(self, incident_id: int, *, actor: str, account: str) -> Incident:
+        """Contain another account whose flood showed up while monitoring (hold and block; cleanup needs approval)."""
+        return self.fire(incident_id, Event.CONTAIN, actor=actor, pick=validate_account(account))
+
     def abort(self, incident_id: int, *, actor: str) -> Incident:
         return self.fire(incident_id, Event.ABORT, actor=actor)
 
@@ -265,24 +272,40 @@ class Runbook:
                 health = self.server(incident.server).health(flood_threshold=self.config.flood_threshold)
             normal, reasons = monitoring.assess(health, incident.checks, incident.monitor_round, self.config)
             values = {"postfix_running": health.postfix_running, "queue_size": health.queue_size}
+            new_flood = monitoring.new_flood(health, incident, self.config.flood_threshold)
         except MailfixError as exc:
-            normal, reasons = False, [str(exc)]
+            normal, reasons, new_flood = False, [str(exc)], None
             values = {"postfix_running": False, "queue_size": -1}
+        details: dict[str, Any] = {"reasons": reasons}
+        if new_flood is not None:
+            details["new_flood"] = {"name": new_flood.name, "count": new_flood.count}
         self.repo.add_check(
             incident_id=incident.id,
             at=self.now(),
             monitor_round=incident.monitor_round,
             normal=normal,
-            details={"reasons": reasons},
+            details=details,
             **values,
         )
         self._log(incident, monitoring.describe(normal, reasons, values["queue_size"]))
+        if new_flood is not None and not any(
+            (c.details.get("new_flood") or {}).get("name") == new_flood.name for c in incident.checks
+        ):
+            self._log(
+                incident,
+                f":rotating_light: New flood from another account: {new_flood.name} has {new_flood.count} "
+                f"queued messages. Contain it too (`mailfix contain {incident.id} {new_flood.name}`).",
+            )
         incident = self.get(incident_id)
         self._tell(incident)
         if incident.monitor_deadline is not None and self.now() >= incident.monitor_deadline:
             event = Event.NORMAL if normal else Event(monitoring.ESCALATION[incident.monitor_round])
+            reason = "; ".join(reasons)
+            if event == Event.NOT_NORMAL_AFTER_REBOOT:
+                reason = f"needs a human: mail is still not normal after a Postfix restart and a reboot ({reason})"
+                self._log(incident, f":sos: {self._directors()} {reason}")
             try:
-                return self.fire(incident.id, event, actor=SYSTEM, reasons="; ".join(reasons))
+                return self.fire(incident.id, event, actor=SYSTEM, reason=reason)
             except (AlreadyDone, InvalidTransition):
                 return self.get(incident_id)
         return incident
@@ -312,7 +335,7 @@ class Runbook:
         pending = _pending_approval(self.get(incident.id))
         if pending is None:
             return
-        now, directors = self.now(), " ".join(f"<@{d}>" for d in sorted(self.config.directors))
+        now, directors = self.now(), self._directors()
         if now >= pending.expires_at:
             if self.repo.expire_approval(approval_id=pending.id, now=now):
                 self._log(
@@ -472,8 +495,16 @@ class Runbook:
             outcome = step.run(ctx)
         except MailfixError as exc:
             self.repo.finish_step(step_id=run.id, status="failed", summary={"error": str(exc)}, now=self.now())
-            self._log(incident, f":x: {step.name} failed: {exc}")
-            self._fail(incident.id, f"{step.name}: {exc}")
+            reason = f"{step.name}: {exc}"
+            if step is steps.REBOOT:
+                reason = (
+                    f"needs a human: {incident.server} did not come back after the reboot ({exc}); "
+                    "tried: Postfix restart, reboot"
+                )
+                self._log(incident, f":sos: {self._directors()} {reason}")
+            else:
+                self._log(incident, f":x: {step.name} failed: {exc}")
+            self._fail(incident.id, reason)
             return None
         seconds = (self.now() - began).total_seconds()
         self.repo.finish_step(
@@ -519,13 +550,13 @@ class Runbook:
         changes: dict[str, Any] = {"state": target}
         if event not in (Event.RETRY, Event.STEP_FAILED):
             changes["phase"] = incident.phase + 1
-        if event == Event.STEP_FAILED:
+        if target == State.FAILED:
             changes |= {"failed_state": incident.state, "failure": str(data.get("reason", ""))[:2000]}
         if target in TERMINAL:
             changes["closed_at"] = now
         if event in (Event.REJECT, Event.PICK) and incident.suspect_address:
             changes["rejected_accounts"] = [*incident.rejected_accounts, incident.suspect_address]
-        if event == Event.PICK:
+        if event in (Event.PICK, Event.CONTAIN):
             changes["picked_account"] = str(data["pick"])
         if target == State.MONITORING:
             rounds = {Event.NO_FLOOD: 0, Event.NOTIFIED: 0, Event.RESTARTED: 1, Event.REBOOTED: 2}
@@ -620,6 +651,9 @@ class Runbook:
                 self.repo.set_fields(incident_id=incident.id, slack_channel=ref.channel, slack_ts=ref.ts)
         except Exception:
             log.exception("could not update the message of incident #%s", incident.id)
+
+    def _directors(self) -> str:
+        return " ".join(f"<@{d}>" for d in sorted(self.config.directors))
 
     def _log(self, incident: Incident, text: str) -> None:
         try:

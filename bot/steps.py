@@ -153,11 +153,11 @@ def _record_containment(ctx: StepContext) -> StepOutcome:
 
 def _change_password(ctx: StepContext) -> StepOutcome:
     # Stored (encrypted) before it is set, so a retry after a crash sets the same one again.
-    if ctx.incident.password_ciphertext is None:
-        ciphertext = ctx.vault.encrypt(generate_password())
-        ctx.save(password_ciphertext=ciphertext)
-        ctx.incident.password_ciphertext = ciphertext
-    ctx.server.change_password(ctx.account, ctx.vault.decrypt(ctx.incident.password_ciphertext))
+    if ctx.incident.password_ciphertext is None or ctx.incident.password_for != ctx.account.address:
+        ctx.save(password_ciphertext=ctx.vault.encrypt(generate_password()), password_for=ctx.account.address)
+    ciphertext = ctx.incident.password_ciphertext
+    assert ciphertext is not None  # saved just above
+    ctx.server.change_password(ctx.account, ctx.vault.decrypt(ciphertext))
     backend = ctx.server_config.password_backend
     return StepOutcome({"backend": backend}, f"Changed the password of {ctx.account.login} ({backend})")
 

@@ -79,6 +79,7 @@ class Incident(Base):
     monitor_deadline: Mapped[datetime | None] = mapped_column()
     # The new password, Fernet-encrypted, from just before it is set until the user has it.
     password_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    password_for: Mapped[str | None] = mapped_column(String(254))
     slack_channel: Mapped[str | None] = mapped_column(String(32))
     slack_ts: Mapped[str | None] = mapped_column(String(32))
 

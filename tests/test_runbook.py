@@ -230,6 +230,41 @@ def test_monitoring_that_stays_bad_escalates_to_restart_then_reboot_approval(run
     clock.advance(minutes=6)
     incident = runbook.tick(incident.id)
     assert incident.state == State.FAILED
+    assert incident.failure.startswith("needs a human: mail is still not normal after a Postfix restart and a reboot")
+
+
+def test_a_server_that_does_not_come_back_from_the_reboot_fails_for_a_human(runbook, server, notifier, clock):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    runbook.approve(incident.id, actor=DIRECTOR)
+    server.flood("bob", 80)
+    for minutes in (16, 6):
+        clock.advance(minutes=minutes)
+        incident = runbook.tick(incident.id)
+    assert incident.state == State.AWAITING_REBOOT_APPROVAL
+    server.fail_on = "reboot"
+    incident = runbook.approve(incident.id, actor=DIRECTOR)
+    assert incident.state == State.FAILED and incident.failed_state == State.REBOOTING
+    assert "needs a human: mail1 did not come back after the reboot" in incident.failure
+    assert any(f"<@{DIRECTOR}>" in text and ":sos:" in text for _, text in notifier.logs)
+
+
+def test_a_new_flood_while_monitoring_is_reported_and_can_be_contained(runbook, server, notifier, clock):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    runbook.approve(incident.id, actor=DIRECTOR)
+    first_password = server.passwords["victim"]
+    server.flood("mallory", 150)
+    for _ in range(2):
+        clock.advance(seconds=30)
+        runbook.tick(incident.id)
+    alerts = [text for _, text in notifier.logs if "New flood from another account: mallory" in text]
+    assert len(alerts) == 1
+    incident = runbook.contain(incident.id, actor=OPERATOR, account="mallory")
+    assert (incident.state, incident.suspect_login) == (State.AWAITING_APPROVAL, "mallory")
+    assert "mallory" in server.blocked
+    incident = runbook.approve(incident.id, actor=DIRECTOR)
+    assert incident.state == State.MONITORING
+    assert server.passwords["victim"] == first_password and server.passwords["mallory"] != first_password
+    assert [address for address, _ in notifier.passwords] == ["victim@example.org", "mallory@example.org"]
 
 
 def test_without_hold_before_approval_nothing_changes_until_approved(make_runbook, server):

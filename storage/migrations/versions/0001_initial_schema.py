@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("monitor_round", sa.Integer(), nullable=False),
         sa.Column("monitor_deadline", sa.DateTime(timezone=True), nullable=True),
         sa.Column("password_ciphertext", sa.LargeBinary(), nullable=True),
+        sa.Column("password_for", sa.String(length=254), nullable=True),
         sa.Column("slack_channel", sa.String(length=32), nullable=True),
         sa.Column("slack_ts", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id"),
