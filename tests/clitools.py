@@ -8,7 +8,9 @@ from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, SECRET_KEY
 from tests.fakes import FakeMailServer
 
 
-def write_config(directory: Path, *, extra: str = "", server_name: str = "mail1") -> Path:
+def write_config(
+    directory: Path, *, extra: str = "", server_name: str = "mail1", monitor_minutes: float = 0.02
+) -> Path:
     """Write a valid mailfix.toml (with key files) into `directory` and return its path."""
     (directory / "key").write_text("not a real key\n")
     (directory / "known_hosts").write_text("")
@@ -19,7 +21,7 @@ directors = ["{DIRECTOR}", "{DIRECTOR2}"]
 operators = ["{OPERATOR}"]
 flood_threshold = 100
 normal_queue_size = 50
-monitor_minutes = 0.02
+monitor_minutes = {monitor_minutes}
 restart_monitor_minutes = 0.02
 check_interval_seconds = 0.2
 {extra}
@@ -39,7 +41,7 @@ mail_domain = "example.org"
     return path
 
 
-def fake_env(directory: Path, database_url: str | None = None) -> dict[str, str]:
+def fake_env(directory: Path, database_url: str | None = None, *, monitor_minutes: float = 0.02) -> dict[str, str]:
     """Environment for a mailfix process using the file-backed fake mail server in `directory`."""
     state = directory / "fake.json"
     if not state.exists():
@@ -49,7 +51,7 @@ def fake_env(directory: Path, database_url: str | None = None) -> dict[str, str]
         fake.inbox["victim"] = 4
         fake._save()
     return {
-        "MAILFIX_CONFIG": str(write_config(directory)),
+        "MAILFIX_CONFIG": str(write_config(directory, monitor_minutes=monitor_minutes)),
         "MAILFIX_DATABASE_URL": database_url or f"sqlite:///{directory}/mailfix.db",
         "MAILFIX_SECRET_KEY": SECRET_KEY,
         "MAILFIX_MAILSERVER": "tests.fakes:file_server",

@@ -83,3 +83,28 @@ def test_a_killed_step_is_verified_or_safely_repeated_after_restart(tmp_path, st
         assert len(server.calls_to("hold")) == 2  # hold_from killed after applying, verified; hold_login ran
         assert timeline.count("step hold_from: done") == 1
     assert all(m.login != "victim" for m in server.messages)
+
+
+def test_a_bot_killed_while_monitoring_keeps_the_same_deadline(tmp_path):
+    from storage.db import make_engine
+    from storage.repository import Repository
+
+    env = fake_env(tmp_path, monitor_minutes=0.1)  # a 6-second window
+    finish(mailfix(env, "alt", "start"))
+    finish(mailfix(env, "boss", "approve", "1"))
+    repo = Repository(make_engine(env["MAILFIX_DATABASE_URL"]))
+    deadline = repo.get(incident_id=1).monitor_deadline
+    runner = mailfix(env, "alt", "run")
+    until = time.monotonic() + 20
+    while len(repo.get(incident_id=1).checks) < 2:
+        assert time.monotonic() < until and runner.poll() is None
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait()
+    incident = repo.get(incident_id=1)
+    assert incident.state == "monitoring" and incident.monitor_deadline == deadline
+    finish(mailfix(env, "alt", "run"))
+    incident = repo.get(incident_id=1)
+    assert incident.state == "resolved" and incident.monitor_deadline == deadline
+    assert incident.closed_at >= deadline  # went on to the same deadline: not from zero, not skipped
+    assert (incident.closed_at - deadline).total_seconds() < 10
