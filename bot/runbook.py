@@ -338,6 +338,7 @@ class Runbook:
         now, directors = self.now(), self._directors()
         if now >= pending.expires_at:
             if self.repo.expire_approval(approval_id=pending.id, now=now):
+                self._tell(self.get(incident.id))
                 self._log(
                     incident,
                     f":hourglass: The {pending.what} approval expired unanswered: an operator can ask again (renew).",
@@ -416,11 +417,11 @@ class Runbook:
                 request=request,
             )
         except StaleVersion as stale:
+            # Prefer "approved by the director who won" over whoever changed the incident last.
+            done = self._already_done(self.get(incident_id), event)
             last = stale.last
-            raise AlreadyDone(
-                PAST_TENSE.get(event, f"{event} done"),
-                last.actor if last else None,
-                last.at if last else None,
+            raise done or AlreadyDone(
+                PAST_TENSE.get(event, f"{event} done"), last.actor if last else None, last.at if last else None
             ) from None
         self._tell(incident)
         return self.run_steps(incident.id) if run else incident

@@ -1,0 +1,102 @@
+"""The buttons and the select of the incident message, and the DM's "I have saved my new password"."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from slack_bolt import Ack, App
+
+from bot.runbook import Event, Runbook
+from handlers import blocks, password_blocks
+from handlers.ids import ActionId
+from handlers.replies import tell, user_of
+
+if TYPE_CHECKING:
+    from slack_sdk import WebClient
+
+    from bot.app import Worker
+
+
+def incident_id(body: dict) -> int:
+    """Return the incident id a button carries in its value."""
+    return int(body["actions"][0]["value"])
+
+
+def picked(body: dict) -> tuple[int, str]:
+    """Return the incident id and the account chosen in the "pick another account" select."""
+    number, _, account = body["actions"][0]["selected_option"]["value"].partition(":")
+    return int(number), account
+
+
+def handle_approve_cleanup_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, runbook.fire, incident_id(body), Event.APPROVE, actor=user_of(body))
+
+
+def handle_not_this_account_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, runbook.reject, incident_id(body), actor=user_of(body))
+
+
+def handle_pick_account_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    number, account = picked(body)
+    worker.run(body, runbook.reject, number, actor=user_of(body), pick=account)
+
+
+def handle_approve_reboot_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, runbook.fire, incident_id(body), Event.APPROVE_REBOOT, actor=user_of(body))
+
+
+def handle_renew_approval_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, runbook.fire, incident_id(body), Event.RENEW, actor=user_of(body))
+
+
+def handle_retry_step_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, runbook.retry, incident_id(body), actor=user_of(body))
+
+
+def handle_resolve_now_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, runbook.resolve_now, incident_id(body), actor=user_of(body))
+
+
+def handle_abort_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, runbook.abort, incident_id(body), actor=user_of(body))
+
+
+def handle_confirm_password_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, _confirm_password, runbook, body, worker.client)
+
+
+def _confirm_password(runbook: Runbook, body: dict, client: WebClient) -> None:
+    # The runbook erases the password and rewrites the DM; an operator's ephemeral note has no
+    # message to rewrite, so it is replaced through its response_url.
+    erased = runbook.confirm_password(incident_id(body), actor=user_of(body))
+    if (body.get("container") or {}).get("is_ephemeral"):
+        tell(body, client, password_blocks.password_erased_note(), replace=True)
+    elif not erased:
+        tell(body, client, blocks.error_message("The new password was already erased from mailfix."))
+
+
+HANDLERS: dict[ActionId, Any] = {
+    ActionId.APPROVE_CLEANUP: handle_approve_cleanup_action,
+    ActionId.NOT_THIS_ACCOUNT: handle_not_this_account_action,
+    ActionId.PICK_ACCOUNT: handle_pick_account_action,
+    ActionId.APPROVE_REBOOT: handle_approve_reboot_action,
+    ActionId.RENEW_APPROVAL: handle_renew_approval_action,
+    ActionId.RETRY_STEP: handle_retry_step_action,
+    ActionId.RESOLVE_NOW: handle_resolve_now_action,
+    ActionId.ABORT: handle_abort_action,
+    ActionId.CONFIRM_PASSWORD: handle_confirm_password_action,
+}
+
+
+def register(app: App) -> None:
+    for action_id, handler in HANDLERS.items():
+        app.action(str(action_id))(handler)

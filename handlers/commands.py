@@ -1,0 +1,124 @@
+"""`/mailfix help | start [server] | status [id] | list | abort <id> | renew <id> | report <id>`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from slack_bolt import Ack, App, Respond
+
+from bot.report import report_markdown
+from bot.runbook import Event, Runbook
+from handlers import blocks
+from handlers.ids import COMMANDS
+
+if TYPE_CHECKING:
+    from bot.app import Worker
+
+# verb → (fewest, most) arguments
+VERBS: Mapping[str, tuple[int, int]] = {
+    "help": (0, 0),
+    "start": (0, 1),
+    "status": (0, 1),
+    "list": (0, 0),
+    "abort": (1, 1),
+    "renew": (1, 1),
+    "report": (1, 1),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    """A parsed command line; `problem` says what is wrong with it, if anything."""
+
+    verb: str
+    arg: str | None = None
+    problem: str = ""
+
+
+def parse_command(text: str) -> Command:
+    """Return the command in `text` (never raises: a bad line comes back with a problem)."""
+    words = text.split()
+    verb = words[0].lower() if words else "help"
+    args = words[1:]
+    if verb not in VERBS:
+        return Command(verb, problem=f"Unknown command `{blocks.escape(verb[:40])}`.")
+    fewest, most = VERBS[verb]
+    if not fewest <= len(args) <= most:
+        return Command(verb, problem=f"`{verb}` takes {_count(fewest, most)}.")
+    arg = args[0] if args else None
+    if arg is not None and verb not in ("start",) and not arg.lstrip("#").isdigit():
+        return Command(verb, problem=f"`{blocks.escape(arg[:40])}` is not an incident number, like `12`.")
+    return Command(verb, arg.lstrip("#") if arg and verb != "start" else arg)
+
+
+def _count(fewest: int, most: int) -> str:
+    if most == 0:
+        return "no argument"
+    return "one argument" if fewest == most else "at most one argument"
+
+
+def handle_mailfix_command(ack: Ack, body: dict, respond: Respond, runbook: Runbook, worker: Worker) -> None:
+    """Ack at once (usage and errors go in the ack itself); run the rest in the background."""
+    command = parse_command(body.get("text", ""))
+    if command.problem:
+        ack(**blocks.error_message(command.problem, f"Usage:\n{blocks.USAGE}").as_kwargs())
+        return
+    if command.verb == "help":
+        ack(**blocks.help_message().as_kwargs())
+        return
+    if command.verb == "start":
+        ack(text=f":hourglass_flowing_sand: Opening an incident on {blocks.escape(command.arg or 'the mail server')}…")
+    else:
+        ack()
+    actor = body["user_id"]
+    run = RUN[command.verb]
+    worker.run(body, lambda: respond(**run(runbook, command.arg, actor).as_kwargs()))
+
+
+def _start(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+    incident = runbook.start(server=arg, actor=actor)
+    return blocks.started_message(incident, runbook.config.channel)
+
+
+def _status(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+    now = runbook.now()
+    if arg is not None:
+        return blocks.incident_message(runbook.get(int(arg)), now=now, interactive=False)
+    return blocks.incident_list(runbook.repo.list_incidents(open_only=True), title="Open incidents", now=now)
+
+
+def _list(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+    return blocks.incident_list(runbook.repo.list_incidents(limit=20), title="Recent incidents", now=runbook.now())
+
+
+def _abort(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+    return blocks.done_message(runbook.abort(int(arg or 0), actor=actor), "aborted")
+
+
+def _renew(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+    incident = runbook.fire(int(arg or 0), Event.RENEW, actor=actor)
+    return blocks.done_message(incident, "the directors were asked again")
+
+
+def _report(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+    incident = runbook.get(int(arg or 0))
+    return blocks.report_message(
+        incident, report_markdown(incident, runbook.repo.audit_events(incident_id=incident.id))
+    )
+
+
+RUN: Mapping[str, Callable[[Runbook, str | None, str], blocks.Message]] = {
+    "start": _start,
+    "status": _status,
+    "list": _list,
+    "abort": _abort,
+    "renew": _renew,
+    "report": _report,
+}
+
+
+def register(app: App) -> None:
+    for name in COMMANDS:
+        app.command(name)(handle_mailfix_command)

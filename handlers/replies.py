@@ -1,0 +1,80 @@
+"""Ephemeral replies to the person who typed a command or clicked a button, and the one error reporter."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.webhook import WebhookClient
+
+from bot.errors import (
+    ApprovalExpired,
+    IncidentNotFound,
+    InvalidTransition,
+    MailfixError,
+    NotAuthorized,
+    ServerBusy,
+    UnknownServer,
+)
+from handlers import blocks
+from handlers.ids import COMMAND
+
+log = logging.getLogger(__name__)
+DECISIONS = {"approve", "approve_reboot", "reject", "pick"}  # NotAuthorized on these needs no hint
+
+
+def user_of(body: Mapping[str, Any]) -> str:
+    """Return the Slack user who typed the command or clicked."""
+    return str(body.get("user_id") or body["user"]["id"])
+
+
+def channel_of(body: Mapping[str, Any]) -> str | None:
+    channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
+    return str(channel) if channel else None
+
+
+def tell(body: Mapping[str, Any], client: WebClient, message: blocks.Message, *, replace: bool = False) -> None:
+    """Show `message` to the requester only: through the response_url, else chat.postEphemeral."""
+    url = body.get("response_url")
+    if url:
+        # The response_url works in any channel, even one the bot was never invited to.
+        WebhookClient(url).send(response_type="ephemeral", replace_original=replace, **message.as_kwargs())
+        return
+    channel = channel_of(body)
+    if channel:
+        client.chat_postEphemeral(channel=channel, user=user_of(body), **message.as_kwargs())
+
+
+def hint_for(error: MailfixError) -> str:
+    """Return what to type instead, for the errors where that helps."""
+    if isinstance(error, UnknownServer) and error.known:
+        return f"Type `{COMMAND} start {error.known[0]}` (configured: {', '.join(error.known)})."
+    if isinstance(error, ServerBusy) and error.incident_id:
+        return f"Type `{COMMAND} status {error.incident_id}` to follow it, or `{COMMAND} abort {error.incident_id}`."
+    if isinstance(error, IncidentNotFound):
+        return f"Type `{COMMAND} list` to see the incidents."
+    if isinstance(error, ApprovalExpired):
+        return f"Type `{COMMAND} renew <id>`, or click “Ask the directors again” on the incident message."
+    if isinstance(error, InvalidTransition):
+        return f"Type `{COMMAND} status <id>` to see where the incident stands."
+    if isinstance(error, NotAuthorized) and error.action not in DECISIONS:
+        return f"Ask an operator or a director; `{COMMAND} status` and `{COMMAND} list` are open to everyone."
+    return ""
+
+
+def report_error(error: BaseException, body: Mapping[str, Any], client: WebClient) -> None:
+    """Tell the requester what went wrong: a MailfixError as it is, anything else by an id in the log."""
+    if isinstance(error, MailfixError):
+        message = blocks.error_message(str(error), hint_for(error))
+    else:
+        error_id = uuid.uuid4().hex[:8]
+        # Only the type and traceback: the request body can hold a password (the DM's confirm click).
+        log.error("unexpected error %s handling a Slack request", error_id, exc_info=error)
+        message = blocks.error_message(f"Something went wrong (error {error_id}); the bot's log has the details.")
+    try:
+        tell(body, client, message)
+    except Exception:
+        log.exception("could not tell the requester about an error")

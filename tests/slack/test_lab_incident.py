@@ -1,0 +1,100 @@
+"""A whole incident driven from Slack against the real mail-server lab (sshd, Postfix, Dovecot on loopback)."""
+
+from __future__ import annotations
+
+import imaplib
+import json
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR
+from tests.integration.conftest import clean_lab, lab  # noqa: F401 - fixtures
+from tests.integration.flood import flood, queue_entries
+from tests.slack.conftest import VICTIM, start_bot, stop_bot
+from tests.slack.test_commands import buttons
+
+pytestmark = pytest.mark.integration
+
+
+def write_lab_config(directory: Path, server) -> Path:
+    """Write a mailfix.toml whose one server is the lab."""
+    lines = [
+        f"{f.name} = {json.dumps(str(v) if isinstance(v, Path) else v)}"
+        for f in fields(server)
+        if (v := getattr(server, f.name)) is not None
+    ]
+    path = directory / "lab.toml"
+    path.write_text(
+        "\n".join(
+            [
+                'channel = "C0INCIDENT"',
+                f'directors = ["{DIRECTOR}", "{DIRECTOR2}"]',
+                f'operators = ["{OPERATOR}"]',
+                "flood_threshold = 100",
+                "normal_queue_size = 200",
+                "monitor_minutes = 0.05",
+                "check_interval_seconds = 0.5",
+                "",
+                "[[servers]]",
+                *lines,
+                "",
+            ]
+        )
+    )
+    return path
+
+
+def test_a_full_incident_from_slack_against_the_lab(clean_lab, slack, tmp_path):  # noqa: F811
+    report = flood(clean_lab, count=600, forged_fraction=0.3, legit=30, bounces=10, inbox=5)
+    slack.users["victim@lab.test"] = VICTIM
+    config = write_lab_config(tmp_path, clean_lab.server_config())
+    bot = start_bot(tmp_path, slack, MAILFIX_CONFIG=str(config), MAILFIX_MAILSERVER="bot.postfix:connect")
+    try:
+        ack, _ = bot.sender.command("start lab", OPERATOR)
+        assert ack.status == 200 and ack.seconds < 3
+        incident = bot.wait_contained()
+        assert incident.suspect_address == "victim@lab.test"
+        message = bot.slack.wait_for(
+            lambda f: "victim@lab.test" in bot.incident_message()["text"] and bot.incident_message(),
+            what="the diagnosis posted",
+        )
+        assert f"{report.from_login} queued from it" in json.dumps(message["blocks"])
+        assert buttons(message)[0]["text"]["text"] == "Approve cleanup of victim@lab.test"
+        assert not any(
+            e.get("sender") == "victim@lab.test" and e["queue_name"] != "hold" for e in queue_entries(clean_lab)
+        )  # contained: held, not sent
+
+        _, refused = bot.sender.click("approve_cleanup", OPERATOR, value="1")
+        assert "only the IT director can approve this" in bot.slack.wait_response(refused)["text"]
+        bot.sender.click("approve_cleanup", DIRECTOR, value="1")
+        incident = bot.wait_incident(
+            lambda i: any(r.step == "notify_user" and r.status == "done" for r in i.steps), "told the user", timeout=120
+        )
+        assert not any(e.get("sender") == "victim@lab.test" for e in queue_entries(clean_lab))
+        assert clean_lab.inbox_count("victim") == 0
+
+        dm = next(c for c in bot.slack.calls_to("chat.postMessage") if c.params["channel"].startswith("D"))
+        password = re.search(r"new password:\* `([^`]+)`", json.dumps(dm.params["blocks"])).group(1)
+        with imaplib.IMAP4(clean_lab.host, clean_lab.imap_port) as imap:
+            assert imap.login("victim", password)[0] == "OK"  # the password in the DM is the one set
+
+        run = next(r for r in incident.steps if r.step == "notify_user")
+        bot.sender.click(
+            "confirm_password",
+            VICTIM,
+            value="1",
+            channel=run.summary["message_channel"],
+            message_ts=run.summary["message_ts"],
+        )
+        bot.slack.wait_call("chat.update", channel=run.summary["message_channel"], ts=run.summary["message_ts"])
+        assert password not in json.dumps(bot.slack.message(run.summary["message_channel"], run.summary["message_ts"]))
+        bot.wait_incident(lambda i: i.password_ciphertext is None, "erased the password")
+
+        resolved = bot.wait_state("resolved", timeout=60)
+        assert resolved.checks and resolved.checks[-1].normal
+        assert password not in bot.log()
+    finally:
+        stop_bot(bot)
