@@ -66,6 +66,10 @@ class Config:
     approval_timeout_minutes: float = 30
     allow_self_approval: bool = False
     password_message_minutes: float = 60
+    watch_interval_seconds: float = 0  # 0: no flood watch inside serve/socket
+    dnsbl_zones: tuple[str, ...] = ()
+    dns_servers: tuple[str, ...] = ()  # "host" or "host:port"; empty: the system resolver
+    dns_timeout_seconds: float = 2.0
     path: Path = Path("mailfix.toml")
 
     def server(self, name: str | None) -> ServerConfig:
@@ -115,6 +119,7 @@ _POSITIVE = (
     "check_interval_seconds",
     "approval_timeout_minutes",
     "password_message_minutes",
+    "dns_timeout_seconds",
 )
 
 
@@ -173,6 +178,19 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             bad(key, f"must be true or false, got {value!r}")
         numbers[key] = value
 
+    numbers["watch_interval_seconds"] = raw.get("watch_interval_seconds", 0)
+    if (
+        isinstance(numbers["watch_interval_seconds"], bool)
+        or not isinstance(numbers["watch_interval_seconds"], int | float)
+        or numbers["watch_interval_seconds"] < 0
+    ):
+        bad("watch_interval_seconds", "must be 0 (off) or a positive number of seconds")
+    for key in ("dnsbl_zones", "dns_servers"):
+        value = raw.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            bad(key, "expected a list of strings")
+            value = []
+        numbers[key] = tuple(value)
     servers = _parse_servers(raw.get("servers"), path, problems)
     if problems:
         raise ConfigError(problems)
