@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, SECRET_KEY
@@ -57,3 +60,19 @@ def fake_env(directory: Path, database_url: str | None = None, *, monitor_minute
         "MAILFIX_MAILSERVER": "tests.fakes:file_server",
         "FAKE_MAILSERVER_STATE": str(state),
     }
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def spawn(env: dict[str, str], user: str, *argv: str, block_after: str = "") -> subprocess.Popen[str]:
+    """Start a real `mailfix` process as local user `user` with `env` (block_after: see FakeMailServer)."""
+    full = {**os.environ, **env, "USER": user, "LOGNAME": user, "FAKE_MAILSERVER_BLOCK_AFTER": block_after}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", *argv],
+        cwd=ROOT,
+        env=full,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.clitools import fake_env
+from tests.clitools import fake_env, spawn
 from tests.fakes import FakeMailServer
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def mailfix(env: dict[str, str], user: str, *argv: str, block_after: str = "") -> subprocess.Popen[str]:
-    full = {**os.environ, **env, "USER": user, "LOGNAME": user, "FAKE_MAILSERVER_BLOCK_AFTER": block_after}
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot", *argv],
-        cwd=ROOT,
-        env=full,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 def finish(process: subprocess.Popen[str]) -> str:
@@ -53,19 +37,19 @@ def test_a_killed_step_is_verified_or_safely_repeated_after_restart(tmp_path, st
     env = fake_env(tmp_path)
     state = Path(env["FAKE_MAILSERVER_STATE"])
     if step == "hold":
-        kill_when_blocked(mailfix(env, "alt", "start", block_after="hold"), state)
-        finish(mailfix(env, "alt", "run", "--once"))
+        kill_when_blocked(spawn(env, "alt", "start", block_after="hold"), state)
+        finish(spawn(env, "alt", "run", "--once"))
     else:
-        finish(mailfix(env, "alt", "start"))
-        kill_when_blocked(mailfix(env, "boss", "approve", "1", block_after=step), state)
-    finish(mailfix(env, "alt", "run"))  # resumes the incident
+        finish(spawn(env, "alt", "start"))
+        kill_when_blocked(spawn(env, "boss", "approve", "1", block_after=step), state)
+    finish(spawn(env, "alt", "run"))  # resumes the incident
     if step == "hold":
-        finish(mailfix(env, "boss", "approve", "1"))
-        finish(mailfix(env, "alt", "run"))
+        finish(spawn(env, "boss", "approve", "1"))
+        finish(spawn(env, "alt", "run"))
     server = FakeMailServer.from_file(state)
-    status = finish(mailfix(env, "alt", "status", "1"))
+    status = finish(spawn(env, "alt", "status", "1"))
     assert "resolved" in status.splitlines()[0]
-    report = json.loads(finish(mailfix(env, "alt", "report", "1", "--format", "json")))
+    report = json.loads(finish(spawn(env, "alt", "report", "1", "--format", "json")))
     timeline = [e["what"] for e in report["timeline"]]
     if step == "delete":
         # The delete reached the server before the kill: verified, not run again.
@@ -77,7 +61,7 @@ def test_a_killed_step_is_verified_or_safely_repeated_after_restart(tmp_path, st
     elif step == "change_password":
         # Re-set once more after the restart, with the same stored password: the user's matches the server's.
         assert server.calls_to("change_password") == ["victim", "victim"]
-        out = finish(mailfix(env, "alt", "password", "1"))
+        out = finish(spawn(env, "alt", "password", "1"))
         assert f": {server.passwords['victim']}\n" in out
     else:
         assert len(server.calls_to("hold")) == 2  # hold_from killed after applying, verified; hold_login ran
@@ -90,11 +74,11 @@ def test_a_bot_killed_while_monitoring_keeps_the_same_deadline(tmp_path):
     from storage.repository import Repository
 
     env = fake_env(tmp_path, monitor_minutes=0.1)  # a 6-second window
-    finish(mailfix(env, "alt", "start"))
-    finish(mailfix(env, "boss", "approve", "1"))
+    finish(spawn(env, "alt", "start"))
+    finish(spawn(env, "boss", "approve", "1"))
     repo = Repository(make_engine(env["MAILFIX_DATABASE_URL"]))
     deadline = repo.get(incident_id=1).monitor_deadline
-    runner = mailfix(env, "alt", "run")
+    runner = spawn(env, "alt", "run")
     until = time.monotonic() + 20
     while len(repo.get(incident_id=1).checks) < 2:
         assert time.monotonic() < until and runner.poll() is None
@@ -103,7 +87,7 @@ def test_a_bot_killed_while_monitoring_keeps_the_same_deadline(tmp_path):
     runner.wait()
     incident = repo.get(incident_id=1)
     assert incident.state == "monitoring" and incident.monitor_deadline == deadline
-    finish(mailfix(env, "alt", "run"))
+    finish(spawn(env, "alt", "run"))
     incident = repo.get(incident_id=1)
     assert incident.state == "resolved" and incident.monitor_deadline == deadline
     assert incident.closed_at >= deadline  # went on to the same deadline: not from zero, not skipped

@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import make_engine, upgrade
 from storage.repository import DuplicateOpen, Repository
-from tests.clitools import fake_env
+from tests.clitools import fake_env, spawn
 from tests.conftest import Clock
 from tests.fakes import FakeMailServer
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(env: dict[str, str], user: str, *argv: str) -> subprocess.Popen[str]:
-    full = {**os.environ, **env, "USER": user, "LOGNAME": user}
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot", *argv],
-        cwd=ROOT,
-        env=full,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 def test_two_processes_approving_at_once_run_the_cleanup_once(tmp_path, database_url):
     env = fake_env(tmp_path, database_url)
-    start = run(env, "alt", "start", "mail1")
+    start = spawn(env, "alt", "start", "mail1")
     assert start.wait(60) == 0, start.communicate()
     for _ in range(3):  # several rounds, so the race really overlaps at least once
-        racers = [run(env, user, "approve", "1") for user in ("boss", "boss2")]
+        racers = [spawn(env, user, "approve", "1") for user in ("boss", "boss2")]
         results = [(p.wait(60), p.communicate()) for p in racers]
         codes = sorted(code for code, _ in results)
         if codes == [0, 1]:
@@ -59,21 +42,8 @@ def test_the_database_refuses_a_second_open_incident_per_server(database_url):
     # Not only the code: a raw insert that bypasses the repository is refused too.
     from storage.models import Incident
 
-    with repo._sessions.begin() as session:  # noqa: SLF001 - the point is to bypass the repository
-        session.add(
-            Incident(
-                server="mail2",
-                state="opened",
-                opened_by="U1",
-                opened_at=clock(),
-                version=1,
-                phase=0,
-                rejected_accounts=[],
-                diagnosis={},
-            )
-        )
-    try:
-        with repo._sessions.begin() as session:
+    def raw_open() -> None:
+        with repo._sessions.begin() as session:  # noqa: SLF001 - the point is to bypass the repository
             session.add(
                 Incident(
                     server="mail2",
@@ -86,6 +56,10 @@ def test_the_database_refuses_a_second_open_incident_per_server(database_url):
                     diagnosis={},
                 )
             )
+
+    raw_open()
+    try:
+        raw_open()
         raise AssertionError("the database accepted two open incidents on mail2")
     except IntegrityError:
         pass
