@@ -14,9 +14,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, this folder comes first on sys.path, and bench/queue.py would shadow the stdlib's queue.
-if sys.path and Path(sys.path[0]).resolve() == ROOT / "bench":
-    sys.path[0] = str(ROOT)
+sys.path.insert(0, str(ROOT))  # run as a script: import bot and tests from the checkout
 
 import argparse  # noqa: E402
 import os  # noqa: E402

@@ -24,7 +24,7 @@ from bot.notifier import Delivery, MessageRef
 from bot.report import report_json, report_markdown
 from bot.runbook import Runbook, State
 from bot.vault import Vault
-from bot.wiring import build_runbook, server_factory
+from bot.wiring import build_runbook, open_repository, server_factory
 from storage.db import upgrade
 from storage.models import Incident
 
@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose = sub.add_parser("diagnose", help="read-only diagnosis of a server's queue (no incident)")
     diagnose.add_argument("server", nargs="?")
     diagnose.add_argument("--json", action="store_true")
+    watch = sub.add_parser("watch", help="poll every server and alert on floods and unreachable servers")
+    watch.add_argument("--once", action="store_true", help="one poll only")
+    sub.add_parser("dnsbl", help="check a server's public_ip on the DNS blocklists").add_argument("server", nargs="?")
     run = sub.add_parser("run", help="resume unfinished steps and run monitoring until nothing is due")
     run.add_argument("--once", action="store_true", help="one pass only")
     sub.add_parser("check-config", help="validate mailfix.toml and report every problem")
@@ -128,6 +131,10 @@ def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
     config = load_config(secrets.config_path)
     if command == "diagnose":
         return _diagnose(config, args, out)
+    if command == "dnsbl":
+        return _dnsbl(config, args.server, out)
+    if command == "watch":
+        return _watch(config, secrets, once=args.once, out=out)
     runbook = build_runbook(secrets, TerminalNotifier(out), config)
     try:
         return _incident_command(runbook, args, out)
@@ -232,6 +239,35 @@ def _diagnose(config: Config, args: argparse.Namespace, out: TextIO) -> int:
         file=out,
     )
     return 0
+
+
+def _dnsbl(config: Config, server_name: str | None, out: TextIO) -> int:
+    from bot.dnsbl import blocklist_report
+
+    server = config.server(server_name)
+    report = blocklist_report(config, server)
+    if report is None:
+        print(f"nothing to check: set public_ip of {server.name} and dnsbl_zones in {config.path}", file=out)
+        return 1
+    print(report, file=out)
+    return 0
+
+
+def _watch(config: Config, secrets: Secrets, *, once: bool, out: TextIO) -> int:
+    from bot.watch import TerminalAlerts, Watcher
+
+    watcher = Watcher(config, open_repository(secrets), server_factory(config), TerminalAlerts(out))
+    interval = config.watch_interval_seconds or 60  # 0 turns the watch off inside serve, not here
+    try:
+        while True:
+            watcher.poll_once()
+            if once:
+                return 0
+            time.sleep(interval)
+    except KeyboardInterrupt:  # Ctrl-C is how a terminal watch ends
+        return 0
+    finally:
+        watcher.close()
 
 
 def _one_line(incident: Incident) -> str:

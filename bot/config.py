@@ -6,6 +6,7 @@ Only the entry point reads `.env`; everything below takes a `Config` and a `Secr
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -191,6 +192,12 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
             bad(key, "expected a list of strings")
             value = []
         numbers[key] = tuple(value)
+    for server in numbers["dns_servers"]:
+        host = server.rsplit(":", 1)[0].strip("[]") if server.count(":") == 1 or "]:" in server else server
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            bad("dns_servers", f"expected IP addresses ('host' or 'host:port'), got {server!r}")
     servers = _parse_servers(raw.get("servers"), path, problems)
     if problems:
         raise ConfigError(problems)
@@ -260,6 +267,12 @@ def _parse_servers(value: Any, path: Path, problems: _Problems) -> tuple[ServerC
             number = table.get(key, 1)
             if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
                 bad(f"{where}.{key}", f"must be a positive number, got {number!r}")
+        public_ip = table.get("public_ip", "")
+        if public_ip:
+            try:
+                ipaddress.IPv4Address(public_ip)
+            except (ValueError, TypeError):
+                bad(f"{where}.public_ip", f"must be an IPv4 address, got {public_ip!r}")
         if len(problems) > before:
             continue
         values = {k: table[k] for k in table if k in _SERVER_KEYS}

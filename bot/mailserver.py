@@ -98,6 +98,7 @@ class Diagnosis:
     snapshot: QueueSnapshot
     suspect: Suspect | None
     runner_up: Ranked | None = None
+    warnings: tuple[str, ...] = ()  # e.g. the Postfix log was not found
 
 
 @dataclass(frozen=True)
@@ -204,21 +205,3 @@ class Password:
 
     def __hash__(self) -> int:
         return hash(self._value)
-
-
-def generate_password(length: int = 24) -> Password:
-    """Return a new random password from letters, digits and a few unambiguous symbols."""
-    import secrets
-    import string
-
-    alphabet = string.ascii_letters + string.digits + "-_.!+="
-    while True:
-        value = "".join(secrets.choice(alphabet) for _ in range(length))
-        # Insist on every class so the password passes typical complexity rules.
-        if (
-            any(c.islower() for c in value)
-            and any(c.isupper() for c in value)
-            and any(c.isdigit() for c in value)
-            and any(c in "-_.!+=" for c in value)
-        ):
-            return Password(value)

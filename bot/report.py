@@ -2,7 +2,7 @@
 
 JSON schema (version 1): {"version": 1, "incident": {id, server, state, account, sasl_login,
 opened_by, opened_at, contained_at, closed_at, seconds_to_containment, seconds_to_resolution,
-failure}, "counts": {held, released, deleted}, "escalations": [event...],
+failure}, "counts": {held, released, deleted}, "escalations": [event...], "blocklists": text or null,
 "timeline": [{"at", "who", "what", "details"}...]}. Times are ISO 8601 UTC. Never any password.
 """
 
@@ -62,6 +62,9 @@ def report_json(incident: Incident, audit: Sequence[AuditEvent]) -> dict[str, An
         },
         "counts": counts,
         "escalations": [e.action for e in audit if e.action in ESCALATIONS],
+        "blocklists": next(
+            (c.details["blocklists"] for c in reversed(incident.checks) if (c.details or {}).get("blocklists")), None
+        ),
         "timeline": [entry for _, entry in timeline],
     }
 
@@ -82,6 +85,8 @@ def report_markdown(incident: Incident, audit: Sequence[AuditEvent]) -> str:
     ]
     if head["failure"]:
         lines.append(f"- Failure: {head['failure']}")
+    if data["blocklists"]:
+        lines += ["", "## Blocklists", "", data["blocklists"]]
     lines += ["", "## Timeline", "", "| when (UTC) | who | what | details |", "|---|---|---|---|"]
     for entry in data["timeline"]:
         details = ", ".join(f"{k}={v}" for k, v in entry["details"].items() if not isinstance(v, dict | list))

@@ -19,6 +19,7 @@ from typing import Any
 
 from bot import monitoring, steps
 from bot.config import Config
+from bot.dnsbl import blocklist_report
 from bot.errors import (
     AlreadyDone,
     ApprovalExpired,
@@ -279,6 +280,12 @@ class Runbook:
         details: dict[str, Any] = {"reasons": reasons}
         if new_flood is not None:
             details["new_flood"] = {"name": new_flood.name, "count": new_flood.count}
+        if not any(c.monitor_round == incident.monitor_round for c in incident.checks):
+            # A listed IP keeps mail "not normal" whatever is done on the server: check once per round.
+            blocklists = blocklist_report(self.config, self.config.server(incident.server))
+            if blocklists is not None:
+                details["blocklists"] = blocklists
+                self._log(incident, blocklists)
         self.repo.add_check(
             incident_id=incident.id,
             at=self.now(),

@@ -18,7 +18,8 @@ from bot.errors import ConfigError
 from bot.runbook import Runbook
 from bot.scheduler import Scheduler
 from bot.slack_notifier import SlackNotifier
-from bot.wiring import build_runbook
+from bot.watch import WatchLoop, start_watch
+from bot.wiring import build_runbook, server_factory
 
 log = logging.getLogger(__name__)
 THREADS = 16  # HTTP threads: each only waits for a listener's ack, never for a runbook step
@@ -57,6 +58,11 @@ def assemble(secrets: Secrets, config: Config, *, http: bool) -> tuple[Runbook, 
     return runbook, build_app(secrets, config, runbook, client=client, http=http)
 
 
+def watch(secrets: Secrets, config: Config, runbook: Runbook) -> WatchLoop | None:
+    """Start the flood watch beside the scheduler when `watch_interval_seconds` > 0 (its own SSH connections)."""
+    return start_watch(config, runbook.repo, server_factory(config), SlackNotifier(slack_client(secrets), config))
+
+
 def serve(secrets: Secrets, config: Config, host: str | None = None, port: int | None = None) -> int:
     """Run the bot in HTTP mode on gunicorn until it is stopped; return the exit code.
 
@@ -71,6 +77,7 @@ def serve(secrets: Secrets, config: Config, host: str | None = None, port: int |
         # Runs in the worker process after the fork: threads (scheduler, pools) start here.
         runbook, app = assemble(secrets, config, http=True)
         Scheduler(runbook).start()
+        watch(secrets, config, runbook)
         return wsgi_app(app, runbook)
 
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -101,10 +108,13 @@ def socket_mode(secrets: Secrets, config: Config) -> int:
     check_token(slack_client(secrets))
     runbook, app = assemble(secrets, config, http=False)
     scheduler = Scheduler(runbook).start()
+    watch_loop = watch(secrets, config, runbook)
     try:
         SocketModeHandler(app, secrets.slack_app_token).start()
     finally:
         scheduler.stop()
+        if watch_loop is not None:
+            watch_loop.stop()
         runbook.close()
     return 0
 

@@ -1,4 +1,5 @@
-"""The runbook's notifier for Slack: the incident message, its thread, and the new password's DM."""
+"""The runbook's notifier for Slack: the incident message, its thread, the new password's DM, and the
+flood watch's alerts."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bot.errors import MailfixError
 from bot.mailserver import Account, Password
 from bot.notifier import Delivery, MessageRef
 from handlers import blocks, password_blocks
-from storage.models import Incident
+from storage.models import FloodAlert, Incident
 
 log = logging.getLogger(__name__)
 NOT_IN_SLACK = "user not in Slack: tell them by phone"
@@ -119,6 +120,21 @@ class SlackNotifier:
             return
         message = password_blocks.password_dm_withdrawn(address=incident.suspect_address)
         self.client.chat_update(channel=ref.channel, ts=ref.ts, **message.as_kwargs())
+
+    def alert_raised(self, alert: FloodAlert) -> MessageRef:
+        """Post a flood watch alert in the incident channel; return where it lives."""
+        message = blocks.alert_message(alert)
+        response = self.client.chat_postMessage(channel=self.config.channel, **message.as_kwargs())
+        return MessageRef(response["channel"], response["ts"])
+
+    def alert_changed(self, alert: FloodAlert) -> None:
+        """Rewrite the alert's message in place (flood over, reachable again, incident opened)."""
+        if alert.slack_ts is None:
+            return
+        message = blocks.alert_message(alert)
+        self.client.chat_update(
+            channel=alert.slack_channel or self.config.channel, ts=alert.slack_ts, **message.as_kwargs()
+        )
 
     def _incident_lock(self, incident_id: int) -> threading.Lock:
         with self._lock:

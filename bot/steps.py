@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import Config, ServerConfig
-from bot.mailserver import Account, MailServer, Selection, generate_password, validate_account
+from bot.mailserver import Account, MailServer, Selection, validate_account
 from bot.notifier import Notifier
+from bot.passwords import generate_password
 from bot.vault import Vault
 from storage.models import Incident
 

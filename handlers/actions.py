@@ -1,4 +1,5 @@
-"""The buttons and the select of the incident message, and the DM's "I have saved my new password"."""
+"""The buttons and the select of the incident message, the DM's "I have saved my new password", and the
+flood alert's "Start incident"."""
 
 from __future__ import annotations
 
@@ -69,6 +70,29 @@ def handle_abort_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) 
     worker.run(body, runbook.abort, incident_id(body), actor=user_of(body))
 
 
+def handle_contain_account_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    number, account = account_value(body)
+    worker.run(body, runbook.contain, number, actor=user_of(body), account=account)
+
+
+def account_value(body: dict) -> tuple[int, str]:
+    """Return the incident id and the account a "Contain <account> too" button carries ("<id>:<account>")."""
+    number, _, account = body["actions"][0]["value"].partition(":")
+    return int(number), account
+
+
+def handle_start_incident_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, _start_from_alert, runbook, body, worker.client)
+
+
+def _start_from_alert(runbook: Runbook, body: dict, client: WebClient) -> None:
+    # The clicker hears back like after `/mailfix start`; the watch's next poll takes the button away.
+    incident = runbook.start(server=body["actions"][0]["value"], actor=user_of(body))
+    tell(body, client, blocks.started_message(incident, runbook.config.channel))
+
+
 def handle_confirm_password_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
     ack()
     worker.run(body, _confirm_password, runbook, body, worker.client)
@@ -94,6 +118,8 @@ HANDLERS: dict[ActionId, Any] = {
     ActionId.RESOLVE_NOW: handle_resolve_now_action,
     ActionId.ABORT: handle_abort_action,
     ActionId.CONFIRM_PASSWORD: handle_confirm_password_action,
+    ActionId.CONTAIN_ACCOUNT: handle_contain_account_action,
+    ActionId.START_INCIDENT: handle_start_incident_action,
 }
 
 

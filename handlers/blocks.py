@@ -29,8 +29,9 @@ from bot import monitoring
 from bot.errors import InvalidAccount
 from bot.mailserver import validate_account
 from bot.runbook import APPROVAL_FOR, TERMINAL, State
+from bot.watch import UNREACHABLE, alert_text
 from handlers.ids import COMMAND, ActionId, BlockId
-from storage.models import Approval, Incident
+from storage.models import Approval, FloodAlert, Incident
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -232,8 +233,35 @@ def _actions(incident: Incident, now: datetime) -> list[Any]:
     if state == State.FAILED:
         return [button("Retry step", ActionId.RETRY_STEP, value, style="primary"), abort]
     if state == State.MONITORING:
-        return [button("Resolve now", ActionId.RESOLVE_NOW, value), abort]
+        contain = _contain_button(incident)
+        return [*([contain] if contain else []), button("Resolve now", ActionId.RESOLVE_NOW, value), abort]
     return [abort]
+
+
+def _contain_button(incident: Incident) -> ButtonElement | None:
+    """Return "Contain <name> too" when the latest check saw a flood from another account."""
+    if not incident.checks:
+        return None
+    name = str(((incident.checks[-1].details or {}).get("new_flood") or {}).get("name") or "")
+    try:
+        name = validate_account(name)
+    except InvalidAccount:
+        return None  # nobody a button could contain (a forged sender, bounces)
+    value = f"{incident.id}:{name}"
+    if name in NOT_ACCOUNTS or len(value) > MAX_OPTION_VALUE:
+        return None
+    return button(
+        f"Contain {name} too",
+        ActionId.CONTAIN_ACCOUNT,
+        value,
+        style="primary",
+        confirm=_confirm(
+            f"Contain {name} too?",
+            f"Hold the mail queued by {name}, block its login and close its sessions (all reversible)."
+            " Its cleanup then waits for a director's approval, like the first account's.",
+            "Contain",
+        ),
+    )
 
 
 def _approval_expired(incident: Incident, now: datetime) -> bool:
@@ -288,6 +316,48 @@ def button(
 
 def _confirm(title: str, text: str, yes: str) -> ConfirmObject:
     return ConfirmObject(title=_clip(title, 100), text=_clip(text, 300), confirm=yes, deny="Cancel")
+
+
+# -- flood watch alerts ----------------------------------------------------------------------
+
+
+def alert_message(alert: FloodAlert) -> Message:
+    """Return the channel message of a flood watch alert; an open flood alert has a "Start incident" button."""
+    d, closed = alert.details, alert.closed_at is not None
+    if alert.kind == UNREACHABLE:
+        title = f"{alert.server} is reachable again" if closed else f"{alert.server} cannot be reached"
+        emoji = ":white_check_mark:" if closed else ":electric_plug:"
+        body = f"*Error:* `{escape(_clip(str(d.get('error', '')), 500))}`"
+        since = f"Unreachable since {alert.opened_at:%H:%M} UTC" + (
+            f", reachable again at {alert.closed_at:%H:%M} UTC" if alert.closed_at else ""
+        )
+        lines = [body, since]
+    else:
+        title = f"Flood on {alert.server} is over" if closed else f"Flood on {alert.server}"
+        emoji = ":white_check_mark:" if closed else ":rotating_light:"
+        login = f" (SASL login `{escape(d['login'])}`)" if d.get("login") else ""
+        by_queue = ", ".join(f"{q} {n}" for q, n in sorted((d.get("by_queue") or {}).items()))
+        lines = [
+            f"*`{escape(alert.account)}`*{login} has *{d.get('count', '?')}* queued messages"
+            f" (flood threshold {d.get('threshold', '?')})",
+            f"• {d.get('queued_from', 0)} sent from the address · {d.get('queued_by_login', 0)} by its login"
+            f" · {d.get('queued_to', 0)} addressed to it",
+            f"• Queue total {d.get('queue_total', '?')}" + (f" ({by_queue})" if by_queue else ""),
+            f"Seen at {alert.opened_at:%H:%M} UTC by the flood watch",
+        ]
+        if d.get("incident_id"):
+            lines.append(f":eyes: Incident #{d['incident_id']} opened by <@{d.get('incident_opened_by', '')}>")
+        elif alert.closed_at is not None:
+            lines.append(f":white_check_mark: Ended on its own at {alert.closed_at:%H:%M} UTC, no incident opened")
+    blocks: list[Block] = [
+        HeaderBlock(text=_clip(title, 150), block_id=BlockId.ALERT_HEADER),
+        section(f"{emoji} " + "\n".join(lines), BlockId.ALERT_FACTS),
+    ]
+    if alert.kind != UNREACHABLE and not closed and not d.get("incident_id"):
+        start = button(f"Start incident on {alert.server}", ActionId.START_INCIDENT, alert.server, style="primary")
+        blocks.append(ActionsBlock(elements=[start], block_id=BlockId.ALERT_ACTIONS))
+    # The account can come from a forged sender: escaped, like everything else that came from the queue.
+    return to_message(escape(alert_text(alert)), blocks)
 
 
 # -- replies to commands ----------------------------------------------------------------------

@@ -20,6 +20,8 @@ class ActionId(StrEnum):
     RESOLVE_NOW = "resolve_now"
     ABORT = "abort"
     CONFIRM_PASSWORD = "confirm_password"
+    START_INCIDENT = "start_incident"  # on a flood alert; the value is the server's name
+    CONTAIN_ACCOUNT = "contain_account"  # on a monitored incident; the value is "<id>:<account>"
 
 
 class BlockId(StrEnum):
@@ -33,3 +35,6 @@ class BlockId(StrEnum):
     ACTIONS = "incident_actions"
     PASSWORD = "password"
     PASSWORD_ACTIONS = "password_actions"
+    ALERT_HEADER = "alert_header"
+    ALERT_FACTS = "alert_facts"
+    ALERT_ACTIONS = "alert_actions"

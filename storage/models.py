@@ -1,4 +1,4 @@
-"""The tables: incidents, the steps run for them, approvals, monitoring checks, and the audit log."""
+"""The tables: incidents, the steps run for them, approvals, monitoring checks, the audit log, and flood alerts."""
 
 from __future__ import annotations
 
@@ -154,4 +154,35 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column()
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class FloodAlert(Base):
+    """One alert of the flood watch: a flood from one account, or a server it could not reach."""
+
+    __tablename__ = "flood_alerts"
+    __table_args__ = (
+        # One open alert per server, kind and account, enforced by the database: two watchers
+        # (replicas, or a restart racing the old process) cannot both raise the same alert.
+        Index(
+            "uq_open_flood_alert",
+            "server",
+            "kind",
+            "account",
+            unique=True,
+            sqlite_where=text("closed_at IS NULL"),
+            postgresql_where=text("closed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # flood, unreachable
+    account: Mapped[str] = mapped_column(String(254), default="")  # "" for unreachable
+    opened_at: Mapped[datetime] = mapped_column()
+    closed_at: Mapped[datetime | None] = mapped_column()
+    # Set once the alert was told (Slack, terminal): an alert raised during a Slack outage is told later.
+    notified_at: Mapped[datetime | None] = mapped_column()
+    slack_channel: Mapped[str | None] = mapped_column(String(32))
+    slack_ts: Mapped[str | None] = mapped_column(String(32))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from storage.models import Approval, AuditEvent, Check, Incident, StepRun
+from storage.models import Approval, AuditEvent, Check, FloodAlert, Incident, StepRun
 
 
 class StaleVersion(Exception):
@@ -31,6 +31,10 @@ class DuplicateOpen(Exception):
 
 class DuplicateStep(Exception):
     """Another worker already started this attempt of this step."""
+
+
+class DuplicateAlert(Exception):
+    """The database refused a second open alert for the same server, kind and account."""
 
 
 @dataclass(frozen=True)
@@ -243,3 +247,47 @@ class Repository:
         with self._sessions() as session:
             query = select(AuditEvent).where(AuditEvent.incident_id == incident_id).order_by(AuditEvent.id.desc())
             return session.scalars(query.limit(1)).first()
+
+    # -- flood watch alerts ---------------------------------------------------------------
+
+    def open_alert(
+        self, *, server: str, kind: str, account: str, now: datetime, details: Mapping[str, Any]
+    ) -> FloodAlert:
+        """Insert an open alert, or raise DuplicateAlert if the same one is open already."""
+        alert = FloodAlert(server=server, kind=kind, account=account, opened_at=now, details=dict(details))
+        try:
+            with self._sessions.begin() as session:
+                session.add(alert)
+        except IntegrityError:
+            raise DuplicateAlert(f"{server} {kind} {account}") from None
+        return alert
+
+    def open_alerts(self, *, server: str | None = None) -> Sequence[FloodAlert]:
+        """Return the open alerts (of one server, when given), oldest first."""
+        with self._sessions() as session:
+            query = select(FloodAlert).where(FloodAlert.closed_at.is_(None)).order_by(FloodAlert.id)
+            if server is not None:
+                query = query.where(FloodAlert.server == server)
+            return session.scalars(query).all()
+
+    def get_alert(self, *, alert_id: int) -> FloodAlert | None:
+        """Return the alert, or None."""
+        with self._sessions() as session:
+            return session.get(FloodAlert, alert_id)
+
+    def update_alert(self, *, alert_id: int, **fields: Any) -> FloodAlert | None:
+        """Update an alert's fields (Slack message ref, notified_at, details) and return it."""
+        with self._sessions.begin() as session:
+            session.execute(update(FloodAlert).where(FloodAlert.id == alert_id).values(**fields))
+        return self.get_alert(alert_id=alert_id)
+
+    def close_alert(self, *, alert_id: int, now: datetime, details: Mapping[str, Any]) -> FloodAlert | None:
+        """Close an open alert with its final details; None if it was closed already (by another watcher)."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(FloodAlert)
+                .where(FloodAlert.id == alert_id, FloodAlert.closed_at.is_(None))
+                .values(closed_at=now, details=dict(details))
+            )
+            closed = bool(result.rowcount)  # type: ignore[attr-defined]
+        return self.get_alert(alert_id=alert_id) if closed else None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
+from bot.config import ServerConfig
 from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, SECRET_KEY
 from tests.fakes import FakeMailServer
 
@@ -76,3 +79,18 @@ def spawn(env: dict[str, str], user: str, *argv: str, block_after: str = "") -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def write_server_config(directory: Path, server: ServerConfig, *, settings: str, name: str = "mailfix.toml") -> Path:
+    """Write a mailfix.toml with `settings` (top-level TOML lines) and `server` as its only [[servers]]."""
+    lines = [
+        f"{f.name} = {json.dumps(str(v) if isinstance(v, Path) else v)}"
+        for f in fields(server)
+        if (v := getattr(server, f.name)) is not None
+    ]
+    path = directory / name
+    path.write_text(
+        f'channel = "C0INCIDENT"\ndirectors = ["{DIRECTOR}", "{DIRECTOR2}"]\noperators = ["{OPERATOR}"]\n'
+        f'{settings}\n[cli_users]\nalt = "{OPERATOR}"\nboss = "{DIRECTOR}"\n\n[[servers]]\n' + "\n".join(lines) + "\n"
+    )
+    return path

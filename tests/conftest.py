@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from bot.vault import Vault
 from storage.db import make_engine, upgrade
 from storage.repository import Repository
 from tests.fakes import FakeMailServer, RecordingNotifier
+from tests.integration.lab import Lab
 
 DIRECTOR, DIRECTOR2, OPERATOR, STRANGER = "UDIRECTOR1", "UDIRECTOR2", "UOPERATOR1", "USTRANGER1"
 SECRET_KEY = "test-secret-key-0123456789abcdef"
@@ -119,3 +123,47 @@ def database_url(request, tmp_path) -> str:
     from tests.postgres import new_database
 
     return new_database(request.getfixturevalue("postgres_admin_url"))
+
+
+# -- the real lab (sshd, Postfix, Dovecot on 127.0.0.1): one per session, shared by every folder --
+
+NEEDED = ("/usr/sbin/sshd", "/usr/sbin/postfix", "/usr/sbin/dovecot", "/usr/bin/doveadm", "/usr/bin/sudo")
+HOW = "run `sudo bash .ci/install-lab.sh`, then pytest as root"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Whatever uses the lab, in any folder, is an integration test.
+    for item in items:
+        if "lab" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+def _unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return f"integration lab needs root; {HOW}"
+    missing = [path for path in NEEDED if shutil.which(path) is None]
+    if missing:
+        return f"integration lab needs {', '.join(missing)}; {HOW}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The running lab (sshd, Postfix, Dovecot on 127.0.0.1), shared by the whole session."""
+    reason = _unavailable()
+    if reason:
+        if os.environ.get("CI") == "true":  # in CI the integration tests must run, not skip
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    the_lab = Lab().start()
+    try:
+        yield the_lab
+    finally:
+        the_lab.close()
+
+
+@pytest.fixture
+def clean_lab(lab: Lab) -> Lab:
+    """The lab restored to its initial state: empty queue, map and mailboxes, known passwords."""
+    lab.reset()
+    return lab

@@ -116,6 +116,7 @@ class FakeMailServer:
         )
 
     def count(self, selection: Selection, *, queues: frozenset[str] | None = None) -> int:
+        self._load()
         return sum(1 for m in self.messages if self._matches(m, selection) and (queues is None or m.queue in queues))
 
     def hold(self, selection: Selection) -> int:
@@ -153,6 +154,7 @@ class FakeMailServer:
         self._done("unblock_login", None)
 
     def is_login_blocked(self, account: Account) -> bool:
+        self._load()
         return account.login in self.blocked
 
     def kick_sessions(self, account: Account) -> int:
@@ -166,9 +168,11 @@ class FakeMailServer:
         return self._done("purge_inbox", PurgeResult(before, 0))
 
     def inbox_count(self, account: Account) -> int:
+        self._load()
         return self.inbox.get(account.login, 0)
 
     def health(self, *, flood_threshold: int) -> Health:
+        self._load()
         snapshot = self._snapshot()
         top_sender = snapshot.top_senders[0] if snapshot.top_senders else None
         top_login = snapshot.top_sasl_logins[0] if snapshot.top_sasl_logins else None

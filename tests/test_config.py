@@ -68,3 +68,15 @@ def test_missing_file_and_bad_toml_are_clear(tmp_path):
     (tmp_path / "bad.toml").write_text("channel = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_public_ip_and_dns_servers_must_be_addresses(tmp_path):
+    path = write_config(tmp_path)
+    text = path.read_text().replace("flood_threshold = 100", 'flood_threshold = 100\ndns_servers = ["resolver.local"]')
+    path.write_text(text + 'public_ip = "203.0.113.300"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.problems == [
+        f"{path}: dns_servers: expected IP addresses ('host' or 'host:port'), got 'resolver.local'",
+        f"{path}: servers[0] (mail1).public_ip: must be an IPv4 address, got '203.0.113.300'",
+    ]

@@ -65,18 +65,14 @@ def flood(
     rng = random.Random(f"{login}-{count}")  # noqa: S311 - repeatable, not secret
     address = f"{login}@{lab.domain}"
     forged = round(count * forged_fraction)
-    senders = [f"promo{rng.randrange(1000)}@spam.example" for _ in range(forged)] + [address] * (
-        count - forged
-    )
+    senders = [f"promo{rng.randrange(1000)}@spam.example" for _ in range(forged)] + [address] * (count - forged)
     rng.shuffle(senders)
     before = queue_size(lab)
 
     # Each job is one SMTP connection: (AUTH login or None, kind, [(sender, recipient)]).
     jobs: list[tuple[str | None, str, list[tuple[str, str]]]] = []
     for i in range(connections):
-        jobs.append(
-            (login, "spam", [(s, f"user{rng.randrange(10**6)}@example.com") for s in senders[i::connections]])
-        )
+        jobs.append((login, "spam", [(s, f"user{rng.randrange(10**6)}@example.com") for s in senders[i::connections]]))
     for i, user in enumerate(LEGIT_USERS):
         n = legit // len(LEGIT_USERS) + (i < legit % len(LEGIT_USERS))
         mine = f"{user}@{lab.domain}"
@@ -156,8 +152,6 @@ def _deliver_to_inbox(lab: Lab, user: str, n: int) -> None:
     name = f"{time.time():.6f}.lab{n}_{os.getpid()}.mail.{lab.domain}"
     path = new / name
     path.write_bytes(
-        _message(
-            f"colleague{n}@partner.example", f"{user}@{lab.domain}", f"Quarterly report {n}", "X-Lab: inbox\n"
-        )
+        _message(f"colleague{n}@partner.example", f"{user}@{lab.domain}", f"Quarterly report {n}", "X-Lab: inbox\n")
     )
     os.chown(path, entry.pw_uid, entry.pw_gid)

@@ -228,9 +228,7 @@ class Lab:
         values.update(overrides)
         return ServerConfig(**values)  # type: ignore[arg-type]
 
-    def run(
-        self, cmd: list[str], *, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, cmd: list[str], *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run a local command (as root) and return its output."""
         return sh(*cmd, check=check, timeout=timeout)
 
@@ -278,8 +276,7 @@ class Lab:
                 sh("useradd", "--create-home", "--shell", "/bin/bash", user)
         sh(
             "chpasswd",
-            input="".join(f"{u}:{p}\n" for u, p in self.passwords.items())
-            + f"{NOSUDO_USER}:Lab-nosudo-pw-7\n",
+            input="".join(f"{u}:{p}\n" for u, p in self.passwords.items()) + f"{NOSUDO_USER}:Lab-nosudo-pw-7\n",
         )
         # sshd with UsePAM=no refuses a locked ("!") account even for key logins; "*" = no password.
         sh("usermod", "-p", "*", SUDO_USER)
@@ -358,9 +355,7 @@ class Lab:
             conf.dovecot_local_conf(imap_port=self.imap_port, pop3_port=self.pop3_port, log=self.dovecot_log)
         )
         kill_and_wait(DOVECOT_PID)  # a running instance would keep its old ports
-        daemon(
-            self.dir / "dovecot-start.log", "dovecot"
-        )  # daemonizes; reads /etc/dovecot/dovecot.conf (+ local.conf)
+        daemon(self.dir / "dovecot-start.log", "dovecot")  # daemonizes; reads /etc/dovecot/dovecot.conf (+ local.conf)
         wait_port(self.imap_port, "dovecot imap")
         wait_port(self.pop3_port, "dovecot pop3")
 
@@ -371,9 +366,7 @@ class Lab:
 
     def _start_postfix(self) -> None:
         backup(MAIN_CF)
-        MAIN_CF.write_text(
-            conf.postfix_main_cf(dir=self.dir, log=self.postfix_log, closed_port=self.closed_port)
-        )
+        MAIN_CF.write_text(conf.postfix_main_cf(dir=self.dir, log=self.postfix_log, closed_port=self.closed_port))
         # Written whole: `postconf -M/-F` edits move comment lines around between services.
         backup(MASTER_CF)
         MASTER_CF.write_text(conf.postfix_master_cf(smtp_port=self.smtp_port))

@@ -7,42 +7,30 @@ import io
 import json
 import smtplib
 from base64 import b64encode
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from bot import cli
-from bot.config import ServerConfig
-from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, SECRET_KEY
+from tests.clitools import write_server_config
+from tests.conftest import SECRET_KEY
 from tests.integration.flood import flood, queue_entries
-
-
-def write_lab_config(directory: Path, server: ServerConfig, *, threshold: int = 200) -> Path:
-    """Write a mailfix.toml whose only server is the lab."""
-    lines = []
-    for field in fields(ServerConfig):
-        value = getattr(server, field.name)
-        if isinstance(value, bool):
-            lines.append(f"{field.name} = {'true' if value else 'false'}")
-        elif isinstance(value, int | float):
-            lines.append(f"{field.name} = {value}")
-        else:
-            lines.append(f"{field.name} = {json.dumps(str(value))}")
-    path = directory / "mailfix.toml"
-    path.write_text(
-        f'channel = "C0INCIDENT"\ndirectors = ["{DIRECTOR}", "{DIRECTOR2}"]\noperators = ["{OPERATOR}"]\n'
-        f"flood_threshold = {threshold}\nnormal_queue_size = 100\nmonitor_minutes = 0.01\n"
-        f"restart_monitor_minutes = 0.01\ncheck_interval_seconds = 0.2\n"
-        f'[cli_users]\nalt = "{OPERATOR}"\nboss = "{DIRECTOR}"\n\n[[servers]]\n' + "\n".join(lines) + "\n"
-    )
-    return path
 
 
 @pytest.fixture
 def mailfix(clean_lab, tmp_path, monkeypatch):
     """Run `mailfix` commands against the lab as a given local user; returns (exit code, output)."""
-    monkeypatch.setenv("MAILFIX_CONFIG", str(write_lab_config(tmp_path, clean_lab.server_config(user="mailfixop"))))
+    monkeypatch.setenv(
+        "MAILFIX_CONFIG",
+        str(
+            write_server_config(
+                tmp_path,
+                clean_lab.server_config(user="mailfixop"),
+                settings="flood_threshold = 200\nnormal_queue_size = 100\nmonitor_minutes = 0.01\n"
+                "restart_monitor_minutes = 0.01\ncheck_interval_seconds = 0.2",
+            )
+        ),
+    )
     monkeypatch.setenv("MAILFIX_DATABASE_URL", f"sqlite:///{tmp_path}/mailfix.db")
     monkeypatch.setenv("MAILFIX_SECRET_KEY", SECRET_KEY)
     monkeypatch.delenv("MAILFIX_MAILSERVER", raising=False)

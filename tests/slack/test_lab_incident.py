@@ -5,13 +5,11 @@ from __future__ import annotations
 import imaplib
 import json
 import re
-from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR
-from tests.integration.conftest import clean_lab, lab  # noqa: F401 - fixtures
+from tests.clitools import write_server_config
+from tests.conftest import DIRECTOR, OPERATOR
 from tests.integration.flood import flood, queue_entries
 from tests.slack.conftest import VICTIM, start_bot, stop_bot
 from tests.slack.test_commands import buttons
@@ -19,38 +17,15 @@ from tests.slack.test_commands import buttons
 pytestmark = pytest.mark.integration
 
 
-def write_lab_config(directory: Path, server) -> Path:
-    """Write a mailfix.toml whose one server is the lab."""
-    lines = [
-        f"{f.name} = {json.dumps(str(v) if isinstance(v, Path) else v)}"
-        for f in fields(server)
-        if (v := getattr(server, f.name)) is not None
-    ]
-    path = directory / "lab.toml"
-    path.write_text(
-        "\n".join(
-            [
-                'channel = "C0INCIDENT"',
-                f'directors = ["{DIRECTOR}", "{DIRECTOR2}"]',
-                f'operators = ["{OPERATOR}"]',
-                "flood_threshold = 100",
-                "normal_queue_size = 200",
-                "monitor_minutes = 0.05",
-                "check_interval_seconds = 0.5",
-                "",
-                "[[servers]]",
-                *lines,
-                "",
-            ]
-        )
-    )
-    return path
-
-
-def test_a_full_incident_from_slack_against_the_lab(clean_lab, slack, tmp_path):  # noqa: F811
+def test_a_full_incident_from_slack_against_the_lab(clean_lab, slack, tmp_path):
     report = flood(clean_lab, count=600, forged_fraction=0.3, legit=30, bounces=10, inbox=5)
     slack.users["victim@lab.test"] = VICTIM
-    config = write_lab_config(tmp_path, clean_lab.server_config())
+    config = write_server_config(
+        tmp_path,
+        clean_lab.server_config(),
+        settings="flood_threshold = 100\nnormal_queue_size = 200\nmonitor_minutes = 0.05\ncheck_interval_seconds = 0.5",
+        name="lab.toml",
+    )
     bot = start_bot(tmp_path, slack, MAILFIX_CONFIG=str(config), MAILFIX_MAILSERVER="bot.postfix:connect")
     try:
         ack, _ = bot.sender.command("start lab", OPERATOR)

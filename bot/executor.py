@@ -1,0 +1,397 @@
+"""Run commands on a mail server over SSH; the only module that imports paramiko.
+
+Every paramiko or socket failure leaves this module as one of mailfix's own errors:
+
+    HostUnreachable   the TCP connection or the SSH handshake failed, or the link dropped
+    AuthFailed        the server refused the key (or the key file cannot be used)
+    HostKeyMismatch   the server's host key is unknown to, or differs from, the known_hosts file
+    CommandFailed     the command exited non-zero (`.result` holds the CommandResult)
+    CommandTimeout    the command outlived its timeout (its channel is closed)
+
+Commands are argv lists joined with `shlex.join` (every argument quoted), run through `sudo -n`
+unless the user is root. Stdin is never logged: passwords travel there.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import paramiko
+
+from bot.config import ServerConfig
+from bot.errors import AuthFailed, CommandFailed, CommandTimeout, ExecutorError, HostKeyMismatch, HostUnreachable
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_BYTES = 8192
+READ_CHUNK = 1 << 20
+# Short channel timeouts let blocking reads notice the command's deadline.
+POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 15
+# A larger window than paramiko's 2 MB keeps a fast producer (postqueue -j) from stalling.
+WINDOW_SIZE = 16 << 20
+SUDO_PASSWORD_HINTS = (b"a password is required", b"a terminal is required")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command returned: exit status, stdout, the tail of stderr and its duration."""
+
+    argv: tuple[str, ...]
+    exit_status: int
+    stdout: bytes
+    stderr_tail: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+class _RefuseUnknownHostKey(paramiko.RejectPolicy):
+    """Refuse a server whose host key is not in known_hosts, naming its fingerprint."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        raise HostKeyMismatch(hostname, f"host key {key.fingerprint} is not in known_hosts; refusing to connect")
+
+
+class RemoteProcess:
+    """One command running on the server: write its stdin, read its stdout, then `wait()`."""
+
+    def __init__(self, host: str, argv: Sequence[str], channel: paramiko.Channel, deadline: float) -> None:
+        self.host = host
+        self.argv = tuple(argv)
+        self.name = command_name(argv)
+        self._channel = channel
+        self._deadline = deadline
+        self._started = time.monotonic()
+        self._stdout: bytearray | None = None
+        self._stderr = bytearray()
+        # stderr is drained on its own thread: a silent reader would let it fill the
+        # channel window (postsuper writes a line per ID) and stall the command.
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
+
+    def _drain_stderr(self) -> None:
+        while True:
+            try:
+                data = self._channel.recv_stderr(READ_CHUNK)
+            except TimeoutError:
+                if self._channel.closed:
+                    return
+                continue
+            except Exception:
+                return
+            if not data:
+                return
+            self._stderr += data
+            if len(self._stderr) > 2 * STDERR_TAIL_BYTES:
+                del self._stderr[:-STDERR_TAIL_BYTES]
+
+    def _check_deadline(self) -> None:
+        if time.monotonic() > self._deadline:
+            self.close()
+            raise CommandTimeout(self.host, f"{self.name} did not finish in time; its channel was closed")
+
+    def write(self, data: bytes) -> None:
+        """Send `data` to the command's stdin."""
+        view = memoryview(data)
+        while view:
+            try:
+                sent = self._channel.send(view)
+            except TimeoutError:
+                self._check_deadline()
+                continue
+            except (OSError, paramiko.SSHException):
+                # Not closed here: the command may have exited early, and its status says why.
+                raise CommandFailed(self.host, f"{self.name} stopped reading its input") from None
+            if sent == 0:
+                raise CommandFailed(self.host, f"{self.name} stopped reading its input")
+            view = view[sent:]
+
+    def close_stdin(self) -> None:
+        """Signal end of input to the command."""
+        try:
+            self._channel.shutdown_write()
+        except (OSError, paramiko.SSHException, EOFError):
+            raise CommandFailed(self.host, f"{self.name} stopped reading its input") from None
+
+    def chunks(self) -> Iterator[bytes]:
+        """Yield stdout as it arrives, in chunks of up to 1 MB."""
+        while True:
+            try:
+                data = self._channel.recv(READ_CHUNK)
+            except TimeoutError:
+                self._check_deadline()
+                continue
+            except (OSError, paramiko.SSHException):
+                self._raise_lost("while reading output")
+            if not data:
+                return
+            yield data
+
+    def line_batches(self) -> Iterator[list[bytes]]:
+        """Yield stdout as lists of whole lines (without newlines), one list per chunk received."""
+        rest = b""
+        for chunk in self.chunks():
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            if parts:
+                yield parts
+        if rest:
+            yield [rest]
+
+    def lines(self) -> Iterator[bytes]:
+        """Yield stdout line by line (without the newline), never holding more than a chunk."""
+        for batch in self.line_batches():
+            yield from batch
+
+    def wait(self, *, check: bool = True) -> CommandResult:
+        """Finish reading, wait for the exit status and return the result (raise on failure if `check`)."""
+        if self._stdout is None:
+            self._stdout = bytearray()
+            for chunk in self.chunks():
+                self._stdout += chunk
+        while not self._channel.status_event.wait(POLL_SECONDS):
+            self._check_deadline()
+        self._stderr_thread.join(max(0.0, self._deadline - time.monotonic()))
+        status = self._channel.exit_status
+        transport = self._channel.get_transport()
+        if status == -1 and not (transport and transport.is_active()):
+            self._raise_lost("before the command finished")
+        result = CommandResult(
+            argv=self.argv,
+            exit_status=status,
+            stdout=bytes(self._stdout),
+            stderr_tail=self._stderr[-STDERR_TAIL_BYTES:].decode("utf-8", "replace"),
+            duration=time.monotonic() - self._started,
+        )
+        self._channel.close()
+        log.debug("%s exited %d in %.2fs", shlex.join(self.argv), status, result.duration)
+        if check and status != 0:
+            raise command_failed(self.host, result)
+        return result
+
+    def close(self) -> None:
+        """Close the channel (the remote command loses its stdio)."""
+        self._channel.close()
+
+    def _raise_lost(self, when: str) -> None:
+        self._channel.close()
+        raise HostUnreachable(self.host, f"SSH connection lost {when} ({self.name})")
+
+
+def command_failed(host: str, result: CommandResult) -> CommandFailed:
+    """Return the CommandFailed for `result`, explaining a sudo that wants a password."""
+    tail = result.stderr_tail.encode()
+    if result.exit_status == 1 and any(hint in tail for hint in SUDO_PASSWORD_HINTS):
+        return CommandFailed(host, "sudo needs NOPASSWD for mailfix's user", result)
+    # Some commands (a shell wrapper) report on stdout: fall back to its last line.
+    output = result.stderr_tail.strip() or result.stdout[-STDERR_TAIL_BYTES:].decode("utf-8", "replace").strip()
+    last = output.splitlines()[-1:] or ["no error output"]
+    name = command_name(result.argv)
+    return CommandFailed(host, f"{name} exited with status {result.exit_status}: {last[0][:200]}", result)
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """Return the program a command line runs, looking through `sh -c SCRIPT sh` and `env VAR=...`."""
+    args = list(argv)
+    if args[:2] == ["sh", "-c"] and len(args) > 4:
+        args = args[4:]
+    while args and (args[0] == "env" or "=" in args[0]):
+        args = args[1:]
+    return args[0] if args else (argv[0] if argv else "?")
+
+
+class SSHExecutor:
+    """One reusable, host-key-checked SSH connection to a mail server."""
+
+    def __init__(self, server: ServerConfig) -> None:
+        self.server = server
+        self.host = server.host
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+
+    def command_line(self, argv: Sequence[str]) -> str:
+        """Return the quoted command line for `argv`, through `sudo -n` unless we are root."""
+        if not argv:
+            raise ValueError("empty command")
+        prefix = [] if self.server.user == "root" else ["sudo", "-n", "--"]
+        return shlex.join([*prefix, *argv])
+
+    def start(self, argv: Sequence[str], *, timeout: float | None = None) -> RemoteProcess:
+        """Start `argv` on the server and return its RemoteProcess."""
+        line = self.command_line(argv)
+        limit = self.server.command_timeout_seconds if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        log.debug("%s: running %s", self.host, line)
+        for attempt in (1, 2):
+            transport = self._transport()
+            try:
+                channel = transport.open_session(window_size=WINDOW_SIZE, timeout=limit)
+                channel.settimeout(POLL_SECONDS)
+                channel.exec_command(line)
+                return RemoteProcess(self.host, argv, channel, deadline)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                # The connection may have dropped since the last command: re-open it once.
+                self._drop()
+                if attempt == 2:
+                    raise HostUnreachable(self.host, f"could not start a command: {_short(exc)}") from None
+        raise AssertionError("unreachable")
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | Iterable[bytes] | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> CommandResult:
+        """Run `argv` to completion, feeding it `stdin`, and return its result."""
+        process = self.start(argv, timeout=timeout)
+        writer: threading.Thread | None = None
+        errors: list[BaseException] = []
+        if stdin is None:
+            process.close_stdin()
+        else:
+            # Writing on another thread lets stdout and stderr flow while input is sent.
+            writer = threading.Thread(target=_feed, args=(process, stdin, errors), daemon=True)
+            writer.start()
+        try:
+            result = process.wait(check=False)
+        finally:
+            if writer is not None:
+                writer.join(POLL_SECONDS * 4)
+        # An input failure matters only when the command itself claims success.
+        if errors and result.exit_status == 0:
+            raise (
+                errors[0]
+                if isinstance(errors[0], ExecutorError)
+                else HostUnreachable(self.host, f"sending input to {process.name} failed: {_short(errors[0])}")
+            )
+        if check and result.exit_status != 0:
+            raise command_failed(self.host, result)
+        return result
+
+    def stream(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> Iterator[bytes]:
+        """Yield the stdout lines of `argv` as they arrive; raise CommandFailed at the end if it failed."""
+        process = self.start(argv, timeout=timeout)
+        try:
+            if stdin is not None:
+                process.write(stdin)
+            process.close_stdin()
+            yield from process.lines()
+            process.wait()
+        finally:
+            process.close()
+
+    def replace_file(self, path: str, content: bytes, *, new_file_mode: str = "0644") -> None:
+        """Replace the file at `path` with `content` atomically, keeping its owner and mode."""
+        tmp = f"{path}.mailfix-new"
+        copied = self.run(["cp", "-p", "--", path, tmp], check=False)
+        if not copied.ok:
+            self.run(["install", "-m", new_file_mode, "/dev/null", tmp])
+        # dd truncates the copy in place, so the owner and mode survive; content comes on stdin.
+        self.run(["dd", f"of={tmp}", "status=none"], stdin=content)
+        self.run(["mv", "-f", "--", tmp, path])
+
+    def close(self) -> None:
+        """Close the SSH connection; a later command opens a new one."""
+        self._drop()
+
+    def _transport(self) -> paramiko.Transport:
+        with self._lock:
+            client = self._client
+            transport = client.get_transport() if client else None
+            if transport is not None and transport.is_active():
+                return transport
+            self._drop_locked()
+            self._client = self._connect()
+            transport = self._client.get_transport()
+            assert transport is not None
+            transport.set_keepalive(KEEPALIVE_SECONDS)
+            return transport
+
+    def _connect(self) -> paramiko.SSHClient:
+        server = self.server
+        client = paramiko.SSHClient()
+        try:
+            client.load_host_keys(str(server.known_hosts))
+        except OSError as exc:
+            raise HostKeyMismatch(self.host, f"cannot read known_hosts {server.known_hosts}: {exc.strerror}") from None
+        client.set_missing_host_key_policy(_RefuseUnknownHostKey())
+        try:
+            pkey = paramiko.PKey.from_path(server.key_file)
+        except OSError as exc:
+            raise AuthFailed(self.host, f"cannot read key file {server.key_file}: {exc.strerror}") from None
+        except paramiko.PasswordRequiredException:
+            raise AuthFailed(self.host, f"key file {server.key_file} is encrypted") from None
+        except (paramiko.SSHException, ValueError) as exc:
+            raise AuthFailed(self.host, f"unusable key file {server.key_file}: {_short(exc)}") from None
+        timeout = server.connect_timeout_seconds
+        try:
+            client.connect(
+                server.host, port=server.port, username=server.user, pkey=pkey, look_for_keys=False,
+                allow_agent=False, compress=server.compression, timeout=timeout, banner_timeout=timeout,
+                auth_timeout=timeout, channel_timeout=timeout,
+            )  # fmt: skip
+        except BaseException as exc:
+            client.close()
+            raise _connect_error(self.host, server, exc) from None
+        return client
+
+    def _drop(self) -> None:
+        with self._lock:
+            self._drop_locked()
+
+    def _drop_locked(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> SSHExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _connect_error(host: str, server: ServerConfig, exc: BaseException) -> BaseException:
+    """Return the mailfix error for a failed connect (anything unexpected is returned unchanged)."""
+    if isinstance(exc, HostKeyMismatch):
+        return exc
+    if isinstance(exc, paramiko.BadHostKeyException):
+        got, known = exc.key.fingerprint, exc.expected_key.fingerprint
+        return HostKeyMismatch(host, f"host key changed: got {got}, known_hosts has {known}")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return AuthFailed(host, f"the server refused the key for user {server.user!r}")
+    if isinstance(exc, OSError | EOFError | paramiko.SSHException):
+        return HostUnreachable(host, f"cannot connect to port {server.port}: {_short(exc)}")
+    return exc
+
+
+def _feed(process: RemoteProcess, stdin: bytes | Iterable[bytes], errors: list[BaseException]) -> None:
+    """Write `stdin` to `process` and close it, recording (not raising) any failure."""
+    try:
+        for chunk in [stdin] if isinstance(stdin, bytes | bytearray) else stdin:
+            process.write(chunk)
+        process.close_stdin()
+    except BaseException as exc:  # handed to the thread that waits for the command
+        errors.append(exc)
+
+
+def _short(exc: BaseException) -> str:
+    """Return a one-line description of `exc` without anything but its class and message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__

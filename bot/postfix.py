@@ -1,0 +1,378 @@
+"""`PostfixServer`: every `bot.mailserver.MailServer` operation on a Postfix/Dovecot server over SSH.
+
+Postfix tools are called by full path (a non-root user has no /usr/sbin in PATH). Account names
+pass `validate_account` before anything is sent. Queue IDs travel on stdin to one `postsuper`
+per call, fed while `postqueue -j` is still listing, so that listing and acting overlap.
+
+Blocking a login needs, in main.cf, before `permit_sasl_authenticated`:
+    smtpd_recipient_restrictions = check_sasl_access hash:/etc/postfix/sasl_access,
+        permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from bot.config import ServerConfig
+from bot.diagnosis import find_suspect
+from bot.errors import CommandFailed, CommandTimeout, HostUnreachable
+from bot.executor import CommandResult, RemoteProcess, SSHExecutor, command_failed
+from bot.mailserver import (
+    Account,
+    Diagnosis,
+    Health,
+    Password,
+    PurgeResult,
+    Selection,
+    Suspect,
+    validate_account,
+)
+from bot.passwords import DOVEADM, EX_NOUSER, SHELL_PATH, set_password
+from bot.queue import QueueAggregator, SelectionMatcher, account_aliases, select_ids
+from bot.sasl import SaslLog, blocked_keys, login_keys, read_map, read_sasl_log, update_block
+
+log = logging.getLogger(__name__)
+
+POSTQUEUE = "/usr/sbin/postqueue"
+POSTSUPER = "/usr/sbin/postsuper"
+POSTCAT = "/usr/sbin/postcat"
+POSTFIX = "/usr/sbin/postfix"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+IDS_PER_WRITE = 4096
+SAMPLE_SUBJECTS = 3
+REBOOT_POLL_SECONDS = 1.0
+_POSTSUPER_SUMMARY = re.compile(r"postsuper: (Deleted|Placed on hold|Released from hold): (\d+) messages?")
+_SUBJECT_RE = re.compile(r"^Subject:[ \t]*(.*(?:\n[ \t].*)*)", re.MULTILINE | re.IGNORECASE)
+# Daemons started by the command (postfix start) must not keep the SSH channel's pipes open.
+_DETACHED = """out=$(mktemp) || exit 1
+( %s
+) </dev/null >"$out" 2>&1
+rc=$?; cat "$out"; rm -f "$out"; exit $rc"""
+
+
+class PostfixServer:
+    """A Postfix/Dovecot mail server reached over one reusable SSH connection."""
+
+    def __init__(self, server: ServerConfig, executor: SSHExecutor | None = None) -> None:
+        self.server = server
+        self.name = server.name
+        self.executor = executor or SSHExecutor(server)
+        self.warnings: tuple[str, ...] = ()  # notes from the last diagnosis (e.g. a missing log)
+
+    # ---- queue ----------------------------------------------------------------------------
+
+    def diagnose(self, *, flood_threshold: int, exclude: frozenset[str] = frozenset()) -> Diagnosis:
+        """Snapshot the queue, attribute it to SASL logins and name a suspect, changing nothing."""
+        aggregator = self._aggregate()
+        domain = self.server.mail_domain
+        account, runner_up = find_suspect(aggregator, domain, flood_threshold=flood_threshold, exclude=exclude)
+        suspect = None
+        if account is not None:
+            ids = aggregator.samples.get(account.login) or aggregator.samples.get(account.address) or []
+            suspect = Suspect(
+                account=account,
+                queued_from=_count(aggregator.senders, account_aliases(account.address, domain)),
+                queued_to=_count(aggregator.recipients, account_aliases(account.address, domain)),
+                queued_by_login=_count(aggregator.logins, account_aliases(account.login, domain)),
+                sample_subjects=self._subjects(ids[:SAMPLE_SUBJECTS]),
+            )
+        return Diagnosis(
+            snapshot=aggregator.snapshot(), suspect=suspect, runner_up=runner_up, warnings=tuple(self.warnings)
+        )
+
+    def count(self, selection: Selection, *, queues: frozenset[str] | None = None) -> int:
+        """Return how many queued messages match `selection` (in `queues`, default all)."""
+        listing, matcher = self._select(selection)
+        try:
+            found = sum(1 for _ in select_ids(listing.lines(), matcher, queues=queues))
+            listing.wait()  # a failed listing must not pass for an empty queue
+            return found
+        finally:
+            listing.close()
+
+    def hold(self, selection: Selection) -> int:
+        """Put matching messages on hold; return how many."""
+        return self._postsuper("-h", selection, skip_queues=frozenset({"hold"}))
+
+    def release(self, selection: Selection) -> int:
+        """Release matching held messages; return how many."""
+        return self._postsuper("-H", selection, queues=frozenset({"hold"}))
+
+    def delete(self, selection: Selection) -> int:
+        """Delete matching messages from every queue; return how many."""
+        return self._postsuper("-d", selection)
+
+    def flush_queue(self) -> None:
+        """Ask Postfix to retry the deferred mail now."""
+        self.executor.run([POSTQUEUE, "-f"])
+
+    # ---- accounts -------------------------------------------------------------------------
+
+    def change_password(self, account: Account, password: Password) -> None:
+        """Set the account's password (idempotent: setting the same one again is harmless)."""
+        validate_account(account.login)
+        set_password(self.executor, self.server, account, password)
+
+    def block_login(self, account: Account) -> None:
+        """Refuse the account's SASL login at once (idempotent)."""
+        update_block(self.executor, self.server.sasl_access_map, self._login_keys(account), blocked=True)
+
+    def unblock_login(self, account: Account) -> None:
+        """Undo block_login (idempotent)."""
+        update_block(self.executor, self.server.sasl_access_map, self._login_keys(account), blocked=False)
+
+    def is_login_blocked(self, account: Account) -> bool:
+        """Return True when the access map rejects or holds the account's login."""
+        keys = self._login_keys(account)
+        return not blocked_keys(read_map(self.executor, self.server.sasl_access_map)).isdisjoint(keys)
+
+    def kick_sessions(self, account: Account) -> int:
+        """Close the account's open IMAP/POP sessions; return how many (0 without Dovecot)."""
+        login = validate_account(account.login)
+        who = self.executor.run([DOVEADM, "who", "-1", login], check=False)
+        if not who.ok:  # no Dovecot, or no anvil running: nobody to kick
+            return 0
+        sessions = sum(1 for line in who.text.splitlines()[1:] if line.split()[:1] == [login])
+        if sessions:
+            # doveadm kick exits 68 when the user had already gone.
+            kicked = self.executor.run([DOVEADM, "kick", login], check=False)
+            if kicked.exit_status not in (0, 68):
+                raise command_failed(self.executor.host, kicked)
+        return sessions
+
+    def purge_inbox(self, account: Account) -> PurgeResult:
+        """Empty the account's INBOX (after a tar.gz archive of its Maildir cur/ and new/ when configured)."""
+        login = validate_account(account.login)
+        before = self.inbox_count(account)
+        archived_to = self._archive_inbox(login) if self.server.archive_before_purge and before else None
+        self.executor.run([DOVEADM, "expunge", "-u", login, "mailbox", "INBOX", "all"])
+        return PurgeResult(before=before, after=self.inbox_count(account), archived_to=archived_to)
+
+    def inbox_count(self, account: Account) -> int:
+        """Return how many messages the account's INBOX holds."""
+        login = validate_account(account.login)
+        result = self._doveadm_user(["mailbox", "status", "-u", login, "messages", "INBOX"], login)
+        found = re.search(r"messages=(\d+)", result.text)
+        if found is None:
+            raise CommandFailed(self.executor.host, f"cannot read the INBOX size of {login!r}", result)
+        return int(found[1])
+
+    # ---- service --------------------------------------------------------------------------
+
+    def health(self, *, flood_threshold: int) -> Health:
+        """Return whether Postfix runs, the queue size and its top sender and login."""
+        running = self.postfix_running()
+        # postqueue -j still lists a stopped Postfix: it reads the queue directory itself.
+        snapshot = self._aggregate().snapshot()
+        return Health(
+            postfix_running=running,
+            queue_size=snapshot.total,
+            top_sender=snapshot.top_senders[0] if snapshot.top_senders else None,
+            top_login=snapshot.top_sasl_logins[0] if snapshot.top_sasl_logins else None,
+        )
+
+    def postfix_running(self) -> bool:
+        """Return True when `postfix status` says the mail system runs (it reports by exit code)."""
+        return self.executor.run([POSTFIX, "status"], check=False, timeout=60).ok
+
+    def restart(self) -> None:
+        """Run the configured restart command and check that Postfix runs afterwards."""
+        self._run_shell(self.server.restart_command)
+        if not self.postfix_running():
+            raise CommandFailed(self.executor.host, "Postfix is not running after the restart command")
+
+    def reboot(self, *, deadline_seconds: float) -> None:
+        """Reboot and wait until SSH and Postfix answer again, or raise HostUnreachable."""
+        deadline = time.monotonic() + deadline_seconds
+        before = self._boot_id()
+        try:
+            self._run_shell(self.server.reboot_command, timeout=min(60.0, deadline_seconds))
+        except (HostUnreachable, CommandTimeout, CommandFailed) as exc:
+            # The link dropping under the command is the point; a real failure has an exit status.
+            if isinstance(exc, CommandFailed) and getattr(exc.result, "exit_status", 0) >= 0:
+                raise
+            log.info("%s: reboot command ended with %s", self.executor.host, type(exc).__name__)
+        went_down = False
+        while time.monotonic() < deadline:
+            time.sleep(REBOOT_POLL_SECONDS)
+            self.executor.close()  # a fresh connection each time: only a new one proves sshd is back
+            try:
+                booted = self._boot_id()
+                if (went_down or booted != before) and self.postfix_running():
+                    return
+            except (HostUnreachable, CommandTimeout):
+                went_down = True
+        raise HostUnreachable(
+            self.executor.host,
+            f"SSH and Postfix did not come back within {deadline_seconds:.0f}s of the reboot",
+        )
+
+    def close(self) -> None:
+        """Close the SSH connection."""
+        self.executor.close()
+
+    # ---- helpers --------------------------------------------------------------------------
+
+    def _listing(self) -> RemoteProcess:
+        process = self.executor.start(reblocked([POSTQUEUE, "-j"]))
+        process.close_stdin()
+        return process
+
+    def _read_sasl(self) -> SaslLog:
+        sasl = read_sasl_log(self.executor, self.server.postfix_log)
+        self.warnings = sasl.warnings
+        for warning in sasl.warnings:
+            log.warning("%s: %s", self.executor.host, warning)
+        return sasl
+
+    def _aggregate(self) -> QueueAggregator:
+        listing = self._listing()
+        aggregator = QueueAggregator(login_of=None, mail_domain=self.server.mail_domain)
+        # The log is read on a second channel while the listing is parsed: neither waits for the other.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sasl = pool.submit(self._read_sasl)
+            try:
+                for batch in listing.line_batches():
+                    aggregator.add_batch(batch)
+                    if aggregator.login_of is None and sasl.done():
+                        aggregator.set_logins(sasl.result().login_of)
+                listing.wait()
+                if aggregator.login_of is None:
+                    aggregator.set_logins(sasl.result().login_of)
+            finally:
+                listing.close()
+        return aggregator
+
+    def _select(self, selection: Selection) -> tuple[RemoteProcess, SelectionMatcher]:
+        listing = self._listing()
+        try:
+            # The listing already runs: its first megabytes wait in the channel window meanwhile.
+            login_of = self._read_sasl().login_of if selection.sasl_login else {}
+        except BaseException:
+            listing.close()
+            raise
+        return listing, SelectionMatcher(selection, mail_domain=self.server.mail_domain, login_of=login_of)
+
+    def _postsuper(
+        self,
+        flag: str,
+        selection: Selection,
+        *,
+        queues: frozenset[str] | None = None,
+        skip_queues: frozenset[str] = frozenset(),
+    ) -> int:
+        listing, matcher = self._select(selection)
+        postsuper: RemoteProcess | None = None
+        try:
+            for batch in _batches(select_ids(listing.lines(), matcher, queues=queues, skip_queues=skip_queues)):
+                if postsuper is None:  # started on the first match: an empty selection runs nothing
+                    postsuper = self.executor.start(reblocked([POSTSUPER, flag, "-"], stream="stderr"))
+                postsuper.write(batch)
+            listing.wait()
+            if postsuper is None:
+                return 0
+            postsuper.close_stdin()
+            return postsuper_count(postsuper.wait().stderr_tail)
+        finally:
+            listing.close()
+            if postsuper is not None:
+                postsuper.close()
+
+    def _subjects(self, queue_ids: list[str]) -> tuple[str, ...]:
+        if not queue_ids:
+            return ()
+        # One postcat for all samples (each SSH command costs a round trip and a process on the
+        # server). A message gone since the listing makes postcat stop: the subjects read so far stay.
+        result = self.executor.run([POSTCAT, "-hq", *queue_ids], check=False, timeout=30)
+        return tuple(decode_subject(found) for found in _SUBJECT_RE.findall(result.text))
+
+    def _run_shell(self, command: str, *, timeout: float | None = None) -> None:
+        script = _DETACHED % command
+        self.executor.run(["env", SHELL_PATH, "sh", "-c", script], timeout=timeout)
+
+    def _login_keys(self, account: Account) -> tuple[str, ...]:
+        return login_keys(validate_account(account.login), self.server.mail_domain)
+
+    def _doveadm_user(self, args: list[str], login: str) -> CommandResult:
+        result = self.executor.run([DOVEADM, *args], check=False)
+        if result.exit_status == EX_NOUSER:
+            raise CommandFailed(self.executor.host, f"no mail account {login!r}", result)
+        if not result.ok:
+            raise command_failed(self.executor.host, result)
+        return result
+
+    def _archive_inbox(self, login: str) -> str:
+        """Copy the INBOX's Maildir cur/ and new/ into a tar.gz under archive_dir; return its path."""
+        inbox = self._doveadm_user(["mailbox", "path", "-u", login, "INBOX"], login).text.strip()
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = f"{self.server.archive_dir.rstrip('/')}/{login}-INBOX-{stamp}.tar.gz"
+        self.executor.run(["install", "-d", "-m", "0700", self.server.archive_dir])
+        tar = self.executor.run(["tar", "-czf", target, "-C", inbox, "cur", "new"], check=False)
+        if not tar.ok:
+            raise CommandFailed(self.executor.host, f"could not archive the INBOX of {login!r} (Maildir expected)", tar)
+        return target
+
+    def _boot_id(self) -> str:
+        return self.executor.run(["cat", BOOT_ID], timeout=self.server.connect_timeout_seconds).text.strip()
+
+
+# Runs "$@" with one of its streams re-blocked by dd, keeping its exit status (dash has no pipefail).
+_DD = "dd bs={bs} iflag=fullblock status=none"
+_REBLOCK = {
+    "stdout": 'exec 3>&1; rc=$( { { "$@"; echo $? >&4; } | ' + _DD + " >&3; } 4>&1 )",
+    "stderr": 'exec 3>&1; rc=$( { { "$@" 2>&1 >&3; echo $? >&4; } | ' + _DD + " >&2; } 4>&1 )",
+}
+
+
+def reblocked(argv: Sequence[str], *, stream: str = "stdout", block_size: int = 256 * 1024) -> list[str]:
+    """Return argv running `argv` with its stdout (or stderr) gathered into blocks on the server.
+
+    postqueue -j writes a line at a time and postsuper a line per queue ID on stderr; sshd turns
+    each write into an SSH packet, and at 100,000 packets paramiko's per-packet cost dominates.
+    """
+    script = _REBLOCK[stream].replace("{bs}", str(block_size)) + '; exit "${rc:-1}"'
+    return ["sh", "-c", script, "sh", *argv]
+
+
+def connect(server: ServerConfig) -> PostfixServer:
+    """Return a PostfixServer for `server` whose SSH connection is open and checked."""
+    mail_server = PostfixServer(server)
+    mail_server.executor.run(["true"], timeout=server.connect_timeout_seconds)
+    return mail_server
+
+
+def postsuper_count(stderr_tail: str) -> int:
+    """Return the count in postsuper's summary line ("postsuper: Deleted: 12 messages"), 0 without one."""
+    found = _POSTSUPER_SUMMARY.findall(stderr_tail)
+    return int(found[-1][1]) if found else 0
+
+
+def decode_subject(raw: str) -> str:
+    """Return a header value decoded (RFC 2047), unfolded and cut to 120 characters."""
+    from email.header import decode_header, make_header
+
+    try:
+        text = str(make_header(decode_header(raw)))
+    except (ValueError, LookupError):
+        text = raw
+    return " ".join(text.split())[:120]
+
+
+def _batches(ids: Iterator[str]) -> Iterator[bytes]:
+    batch: list[str] = []
+    for queue_id in ids:
+        batch.append(queue_id)
+        if len(batch) >= IDS_PER_WRITE:
+            yield ("\n".join(batch) + "\n").encode()
+            batch.clear()
+    if batch:
+        yield ("\n".join(batch) + "\n").encode()
+
+
+def _count(counter: dict[str, int], names: frozenset[str]) -> int:
+    return sum(counter.get(name, 0) for name in names)

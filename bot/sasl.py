@@ -1,0 +1,169 @@
+"""Attribute queued mail to SASL logins from the Postfix log.
+
+smtpd logs one line per accepted message, in syslog format
+`Nov 27 13:45:01 mail postfix/smtpd[812]: 4XyZ: client=h[10.0.0.9], sasl_method=PLAIN, sasl_username=victim`
+or in Postfix's own `maillog_file` format, which starts `2024-11-27T13:45:01.123456+00:00 mail ...`.
+Both end the same way, and only that end is parsed. Queue IDs can be reused, so for each ID the
+newest line wins (the rotated `.1` file is read first, then the current one).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from bot.executor import SSHExecutor, command_failed
+from bot.mailserver import Ranked
+from bot.queue import account_aliases, ranked
+
+# What `grep -o -E` keeps of each line on the server, so only ~80 bytes per message travel. In the
+# C locale and with `.*` rather than a precise list of members, grep reads 77 MB of log (100,000
+# messages) in 0.3 s instead of 2.9 s; the exact expression below then parses what it sends.
+GREP_PATTERN = r"[0-9A-Za-z]+: client=.*sasl_username=[^ ,]+"
+_LINE_RE = re.compile(rb"([0-9A-Za-z]+): client=[^ ]*(?:, [a-z_]+=[^ ,]*)*?, sasl_username=([^ ,\r\n]+)")
+_MISSING_RE = re.compile(r"grep: (.+): No such file or directory")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SaslLog:
+    """Queue ID to SASL login, from the log files that could be read."""
+
+    login_of: dict[str, str]
+    read: tuple[str, ...]  # files found and read
+    missing: tuple[str, ...]  # files that do not exist (not an error; reported)
+    current: str = ""  # the configured log path
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Return a note when the current log is missing (a missing rotated file is routine)."""
+        if self.current and self.current in self.missing:
+            return (f"Postfix log {self.current} not found: queued mail cannot be tied to SASL logins",)
+        return ()
+
+
+def parse_sasl_lines(lines: Iterable[bytes]) -> dict[str, str]:
+    """Return queue ID -> lower-cased SASL login from log lines, the later line winning for a reused ID."""
+    login_of: dict[str, str] = {}
+    logins: dict[bytes, str] = {}  # one str per distinct login, not one per message
+    search = _LINE_RE.search
+    for line in lines:
+        found = search(line)
+        if found is None:
+            continue
+        raw = found[2]
+        login = logins.get(raw)
+        if login is None:
+            login = logins[raw] = sys.intern(raw.decode("utf-8", "replace").lower())
+        login_of[found[1].decode("ascii")] = login
+    return login_of
+
+
+def log_files(path: str) -> tuple[str, str]:
+    """Return the rotated file and the current one, in the order they must be read."""
+    return f"{path}.1", path
+
+
+def read_sasl_log(executor: SSHExecutor, path: str, *, timeout: float | None = None) -> SaslLog:
+    """Fetch the `sasl_username=` lines of the log (rotated file first) through `executor` and parse them."""
+    argv = ["env", "LC_ALL=C", "grep", "-h", "-o", "-E", GREP_PATTERN, *log_files(path)]
+    process = executor.start(argv, timeout=timeout)
+    process.close_stdin()
+    login_of = parse_sasl_lines(process.lines())
+    result = process.wait(check=False)
+    missing = tuple(found[1] for found in _MISSING_RE.finditer(result.stderr_tail))
+    other_errors = [line for line in result.stderr_tail.splitlines() if not _MISSING_RE.search(line)]
+    # grep exits 1 when nothing matched and 2 when a file is missing; anything else is a failure.
+    if result.exit_status not in (0, 1, 2) or any(line.strip() for line in other_errors):
+        raise command_failed(executor.host, result)
+    read = tuple(name for name in log_files(path) if name not in missing)
+    return SaslLog(login_of=login_of, read=read, missing=missing, current=path)
+
+
+def rank_logins(login_of: Mapping[str, str], queued_ids: Iterable[str], n: int) -> tuple[Ranked, ...]:
+    """Return the `n` logins with the most messages among `queued_ids`."""
+    counts: Counter[str] = Counter()
+    for queue_id in queued_ids:
+        login = login_of.get(queue_id)
+        if login is not None:
+            counts[login] += 1
+    return ranked(counts, n)
+
+
+# ---- the check_sasl_access map that blocks a login -------------------------------------------
+
+BLOCK_ACTION = "REJECT Login blocked by mailfix: contact IT"
+_RESTRICTION_LISTS = (
+    "smtpd_client_restrictions",
+    "smtpd_helo_restrictions",
+    "smtpd_sender_restrictions",
+    "smtpd_relay_restrictions",
+    "smtpd_recipient_restrictions",
+)
+
+
+def login_keys(login: str, mail_domain: str) -> tuple[str, ...]:
+    """Return the map keys for `login`: Postfix may see the SASL username as `user` or `user@domain`."""
+    return tuple(sorted(account_aliases(login, mail_domain)))
+
+
+def set_block(map_text: str, keys: Iterable[str], *, blocked: bool) -> str:
+    """Return `map_text` with `keys` mapped to REJECT (blocked) or removed, other lines untouched."""
+    wanted = {key.lower() for key in keys}
+    kept = [
+        line
+        for line in map_text.splitlines()
+        if not (line.split() and not line.lstrip().startswith("#") and line.split()[0].lower() in wanted)
+    ]
+    if blocked:
+        kept.extend(f"{key} {BLOCK_ACTION}" for key in sorted(wanted))
+    return "".join(f"{line}\n" for line in kept)
+
+
+def blocked_keys(map_text: str) -> set[str]:
+    """Return the keys that the map rejects or holds."""
+    found = set()
+    for line in map_text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and not words[0].startswith("#") and words[1].upper() in ("REJECT", "HOLD"):
+            found.add(words[0].lower())
+    return found
+
+
+def map_type(executor: SSHExecutor, path: str) -> str:
+    """Return the table type main.cf uses for `path` in check_sasl_access (hash when not found)."""
+    result = executor.run(["/usr/sbin/postconf", "-h", *_RESTRICTION_LISTS], check=False)
+    for kind, used in re.findall(r"check_sasl_access\s+([a-z0-9_]+):([^\s,]+)", result.text):
+        if used == path:
+            return str(kind)
+    log.warning("%s: check_sasl_access %s is not enabled in main.cf; blocking has no effect", executor.host, path)
+    return "hash"
+
+
+def read_map(executor: SSHExecutor, path: str) -> str:
+    """Return the access map's source text ('' when it does not exist yet)."""
+    result = executor.run(["cat", "--", path], check=False)
+    if result.ok:
+        return result.text
+    if "No such file" in result.stderr_tail:
+        return ""
+    raise command_failed(executor.host, result)
+
+
+def update_block(executor: SSHExecutor, path: str, keys: Iterable[str], *, blocked: bool) -> None:
+    """Block or unblock `keys` in the access map: rewrite it atomically, postmap it, reload Postfix."""
+    current = read_map(executor, path)
+    updated = set_block(current, keys, blocked=blocked)
+    if updated == current:
+        return
+    executor.replace_file(path, updated.encode())
+    executor.run(["/usr/sbin/postmap", f"{map_type(executor, path)}:{path}"])
+    # smtpd notices a rebuilt table by its mtime, in whole seconds: two changes within one second
+    # would go unseen. A reload makes every smtpd reopen it (sessions in progress finish first).
+    executor.run(["/usr/sbin/postfix", "reload"], check=False)
+    log.info("%s: %s %s", executor.host, "blocked" if blocked else "unblocked", ", ".join(sorted(keys)))

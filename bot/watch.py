@@ -1,0 +1,322 @@
+"""The flood watch: polls every configured server's queue and tells the channel once per flood.
+
+Each poll runs the read-only diagnosis on every server with no open incident. An account whose
+queued mail crosses `flood_threshold` raises one alert (with a "Start incident" button in Slack);
+the alert stays open, and silent, while the flood lasts, and is updated when it ends. A server that
+cannot be reached raises one alert, updated when it answers again. Alerts live in the database
+(`storage.models.FloodAlert`), so a restarted watcher does not alert twice, and a unique index
+keeps two watchers from raising the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TextIO
+
+from bot.config import Config
+from bot.errors import ExecutorError
+from bot.mailserver import Diagnosis, MailServer
+from bot.notifier import MessageRef
+from storage.models import FloodAlert, Incident
+from storage.repository import DuplicateAlert, Repository
+
+log = logging.getLogger(__name__)
+FLOOD, UNREACHABLE = "flood", "unreachable"
+NOT_ACCOUNTS = frozenset({"", "mailer-daemon"})  # how Postfix shows the bounces' null sender
+# A flood ends when its count falls below this share of the threshold, not at the threshold itself:
+# a count wavering around the threshold would otherwise end and raise the alert again every poll.
+END_BELOW = 0.5
+
+
+class AlertNotifier(Protocol):
+    def alert_raised(self, alert: FloodAlert) -> MessageRef | None:
+        """Tell people about a new alert; return where its message lives, if it has one."""
+        ...
+
+    def alert_changed(self, alert: FloodAlert) -> None:
+        """Rewrite the alert's message (ended, reachable again, incident opened)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Flood:
+    """An account (or sender) whose queued mail crosses the flood threshold, with the figures."""
+
+    account: str
+    login: str | None
+    count: int
+    queued_from: int
+    queued_by_login: int
+    queued_to: int
+    queue_total: int
+    by_queue: dict[str, int]
+
+    def details(self, threshold: int) -> dict[str, Any]:
+        return {
+            "login": self.login,
+            "count": self.count,
+            "queued_from": self.queued_from,
+            "queued_by_login": self.queued_by_login,
+            "queued_to": self.queued_to,
+            "queue_total": self.queue_total,
+            "by_queue": dict(self.by_queue),
+            "threshold": threshold,
+        }
+
+
+def find_flood(diagnosis: Diagnosis, threshold: int) -> Flood | None:
+    """Return the flood in `diagnosis`: its suspect, else a sender or login over the threshold; else None."""
+    snapshot = diagnosis.snapshot
+    suspect = diagnosis.suspect
+    if suspect is not None:
+        return Flood(
+            account=suspect.account.address,
+            login=suspect.account.login,
+            count=max(suspect.queued_from, suspect.queued_by_login),
+            queued_from=suspect.queued_from,
+            queued_by_login=suspect.queued_by_login,
+            queued_to=suspect.queued_to,
+            queue_total=snapshot.total,
+            by_queue=dict(snapshot.by_queue),
+        )
+    # No local account to name (a forged or foreign sender): still a flood the channel should see.
+    for is_login, ranking in ((True, snapshot.top_sasl_logins), (False, snapshot.top_senders)):
+        for ranked in ranking:
+            if ranked.count >= threshold and ranked.name.lower() not in NOT_ACCOUNTS:
+                return Flood(
+                    account=ranked.name.lower(),
+                    login=ranked.name if is_login else None,
+                    count=ranked.count,
+                    queued_from=0 if is_login else ranked.count,
+                    queued_by_login=ranked.count if is_login else 0,
+                    queued_to=0,
+                    queue_total=snapshot.total,
+                    by_queue=dict(snapshot.by_queue),
+                )
+    return None
+
+
+def current_count(alert: FloodAlert, diagnosis: Diagnosis) -> int:
+    """Return how much queued mail the alert's account has now (0 once it left the top lists)."""
+    names = {alert.account, str(alert.details.get("login") or "").lower()} - {""}
+    snapshot = diagnosis.snapshot
+    found = [r.count for r in (*snapshot.top_sasl_logins, *snapshot.top_senders) if r.name.lower() in names]
+    suspect = diagnosis.suspect
+    if suspect is not None and suspect.account.address in names:
+        found += [suspect.queued_from, suspect.queued_by_login]
+    return max(found, default=0)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Watcher:
+    """Polls the configured servers and keeps one alert per ongoing flood or unreachable server."""
+
+    def __init__(
+        self,
+        config: Config,
+        repository: Repository,
+        servers: Callable[[str], MailServer],
+        notifier: AlertNotifier,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config
+        self.repo = repository
+        self._server_factory = servers
+        self._servers: dict[str, MailServer] = {}
+        self.notifier = notifier
+        self.now = clock
+
+    def poll_once(self) -> list[FloodAlert]:
+        """Poll every server once; return the alerts raised by this poll."""
+        self._tell_untold()
+        raised: list[FloodAlert] = []
+        for server in self.config.servers:
+            try:
+                raised += self._poll(server.name)
+            except Exception:  # one server's surprise must not stop the watch of the others
+                log.exception("flood watch: polling %s failed", server.name)
+        return raised
+
+    def _poll(self, name: str) -> list[FloodAlert]:
+        incident = self.repo.open_on(server=name)
+        if incident is not None:
+            # The runbook owns the server now (its own checks, maybe a reboot): nothing to alert.
+            self._note_incident(name, incident)
+            return []
+        try:
+            diagnosis = self._server(name).diagnose(flood_threshold=self.config.flood_threshold)
+        except ExecutorError as exc:
+            self._forget(name)
+            alert = self._raise(name, UNREACHABLE, "", {"error": str(exc)})
+            return [alert] if alert is not None else []
+        for alert in self.repo.open_alerts(server=name):
+            if alert.kind == UNREACHABLE:
+                self._close(alert, {"reachable_at": self.now().isoformat()})
+        return self._floods(name, diagnosis)
+
+    def _floods(self, name: str, diagnosis: Diagnosis) -> list[FloodAlert]:
+        threshold = self.config.flood_threshold
+        flood = find_flood(diagnosis, threshold)
+        lasting = set()
+        for open_alert in self.repo.open_alerts(server=name):
+            if open_alert.kind != FLOOD:
+                continue
+            count = current_count(open_alert, diagnosis)
+            if flood is not None and flood.account == open_alert.account:
+                count = max(count, flood.count)
+            if count < threshold * END_BELOW:
+                self._close(open_alert, {"ended_count": count})
+            else:
+                lasting.add(open_alert.account)
+        if flood is None or flood.account in lasting:
+            return []
+        alert = self._raise(name, FLOOD, flood.account, flood.details(threshold))
+        return [alert] if alert is not None else []
+
+    # -- alerts ----------------------------------------------------------------------------
+
+    def _raise(self, server: str, kind: str, account: str, details: dict[str, Any]) -> FloodAlert | None:
+        try:
+            alert = self.repo.open_alert(server=server, kind=kind, account=account, now=self.now(), details=details)
+        except DuplicateAlert:
+            return None  # open already: told once, not again while it lasts
+        self._tell_raised(alert)
+        return alert
+
+    def _close(self, alert: FloodAlert, extra: dict[str, Any]) -> None:
+        closed = self.repo.close_alert(alert_id=alert.id, now=self.now(), details={**alert.details, **extra})
+        if closed is not None and closed.notified_at is not None:
+            self._tell_changed(closed)
+
+    def _note_incident(self, server: str, incident: Incident) -> None:
+        """Mark the server's open flood alerts as handled by `incident` (once), so the button goes away."""
+        for alert in self.repo.open_alerts(server=server):
+            if alert.kind != FLOOD or alert.details.get("incident_id") == incident.id:
+                continue
+            details = {**alert.details, "incident_id": incident.id, "incident_opened_by": incident.opened_by}
+            updated = self.repo.update_alert(alert_id=alert.id, details=details)
+            if updated is not None and updated.notified_at is not None:
+                self._tell_changed(updated)
+
+    def _tell_untold(self) -> None:
+        # An alert raised while Slack was unreachable is told at the next poll instead of never.
+        for alert in self.repo.open_alerts():
+            if alert.notified_at is None:
+                self._tell_raised(alert)
+
+    def _tell_raised(self, alert: FloodAlert) -> None:
+        try:
+            ref = self.notifier.alert_raised(alert)
+        except Exception:
+            log.exception("flood watch: could not tell alert #%s; trying again at the next poll", alert.id)
+            return
+        fields: dict[str, Any] = {"notified_at": self.now()}
+        if ref is not None:
+            fields |= {"slack_channel": ref.channel, "slack_ts": ref.ts}
+        self.repo.update_alert(alert_id=alert.id, **fields)
+
+    def _tell_changed(self, alert: FloodAlert) -> None:
+        try:
+            self.notifier.alert_changed(alert)
+        except Exception:
+            log.exception("flood watch: could not update alert #%s", alert.id)
+
+    # -- servers ---------------------------------------------------------------------------
+
+    def _server(self, name: str) -> MailServer:
+        if name not in self._servers:
+            self._servers[name] = self._server_factory(name)
+        return self._servers[name]
+
+    def _forget(self, name: str) -> None:
+        # Reconnect from scratch next time: the old connection may be half dead.
+        server = self._servers.pop(name, None)
+        if server is not None:
+            try:
+                server.close()
+            except Exception:
+                log.debug("closing %s failed", name, exc_info=True)
+
+    def close(self) -> None:
+        for name in list(self._servers):
+            self._forget(name)
+
+
+def alert_text(alert: FloodAlert) -> str:
+    """Return a one-line plain-text summary of the alert (terminal, Slack's fallback text)."""
+    d = alert.details
+    if alert.kind == UNREACHABLE:
+        if alert.closed_at is not None:
+            return f"{alert.server} is reachable again (unreachable since {alert.opened_at:%H:%M} UTC)"
+        return f"{alert.server} cannot be reached: {d.get('error', 'unknown error')}"
+    login = f" (login {d['login']})" if d.get("login") and d.get("login") != alert.account else ""
+    who = f"{alert.account}{login}"
+    if alert.closed_at is not None:
+        how = f"handled by incident #{d['incident_id']}" if d.get("incident_id") else "ended on its own"
+        return f"Flood from {who} on {alert.server} is over ({how})"
+    if d.get("incident_id"):
+        return f"Flood from {who} on {alert.server}: incident #{d['incident_id']} is open"
+    return (
+        f"Flood on {alert.server}: {who} has {d.get('count', '?')} queued messages "
+        f"(queue {d.get('queue_total', '?')}, threshold {d.get('threshold', '?')})"
+    )
+
+
+class TerminalAlerts:
+    """Prints alerts to the terminal (`mailfix watch`)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def alert_raised(self, alert: FloodAlert) -> MessageRef | None:
+        hint = f" · start an incident: `mailfix start {alert.server}`" if alert.kind == FLOOD else ""
+        print(f"{alert.opened_at:%H:%M:%S} ALERT {alert_text(alert)}{hint}", file=self.out, flush=True)
+        return None
+
+    def alert_changed(self, alert: FloodAlert) -> None:
+        print(f"{alert.closed_at or utcnow():%H:%M:%S} {alert_text(alert)}", file=self.out, flush=True)
+
+
+class WatchLoop:
+    """Runs `watcher.poll_once()` every `interval` seconds on a daemon thread until stopped."""
+
+    def __init__(self, watcher: Watcher, interval: float) -> None:
+        self.watcher = watcher
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="mailfix-watch", daemon=True)
+
+    def start(self) -> WatchLoop:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self.watcher.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.watcher.poll_once()
+            except Exception:  # the database restarting, say: the next poll tries again
+                log.exception("flood watch poll failed")
+            self._stop.wait(self.interval)
+
+
+def start_watch(
+    config: Config, repository: Repository, servers: Callable[[str], MailServer], notifier: AlertNotifier
+) -> WatchLoop | None:
+    """Start the flood watch in the background when `watch_interval_seconds` > 0; None when it is off."""
+    if config.watch_interval_seconds <= 0:
+        return None
+    watcher = Watcher(config, repository, servers, notifier)
+    return WatchLoop(watcher, config.watch_interval_seconds).start()

@@ -1,0 +1,217 @@
+"""Unit tests for the streaming `postqueue -j` parser, the selection of queue IDs and the suspect."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.diagnosis import diagnosis_to_json, find_suspect, render_diagnosis
+from bot.mailserver import Diagnosis, Selection
+from bot.queue import QueueAggregator, SelectionMatcher, account_aliases, parse_line, select_ids
+
+DOMAIN = "lab.test"
+NOW = 1_700_000_000
+
+
+def line(
+    queue_id: str,
+    sender: str,
+    *recipients: str,
+    queue: str = "deferred",
+    age: int = 60,
+    size: int = 500,
+    **extra: object,
+) -> bytes:
+    """Return one `postqueue -j` line as Postfix prints it."""
+    message = {
+        "queue_name": queue,
+        "queue_id": queue_id,
+        "arrival_time": NOW - age,
+        "message_size": size,
+        "forced_expire": False,
+        "sender": sender,
+        "recipients": [{"address": r, "delay_reason": "connect to 127.0.0.1: refused"} for r in recipients],
+        **extra,
+    }
+    return json.dumps(message).encode()
+
+
+QUEUE = [
+    line("A1", "victim@lab.test", "x1@example.com", age=600),
+    line("A2", "victim@lab.test", "x2@example.com", "x3@example.com"),
+    line("A3", "promo1@spam.example", "x4@example.com"),  # forged sender, sent as victim
+    line("A4", "Juana@Lab.Test", "partner@customer.example", queue="active"),
+    line("A5", "juan@lab.test", "juana@lab.test", queue="hold"),
+    line("A6", "", "victim@lab.test"),  # a bounce to the victim: null sender
+    line("A7", "bob@lab.test", "VICTIM@lab.test", "alice@lab.test", queue="incoming", size=1000),
+]
+LOGINS = {"A1": "victim", "A2": "victim", "A3": "victim", "A4": "juana", "A5": "juan", "A7": "bob"}
+
+
+def aggregate(lines: list[bytes], logins: dict[str, str] | None = None) -> QueueAggregator:
+    aggregator = QueueAggregator(login_of=logins or {}, mail_domain=DOMAIN, now=NOW)
+    aggregator.add_lines(lines)
+    return aggregator
+
+
+def ids(selection: Selection, lines: list[bytes] = QUEUE, **filters: object) -> list[str]:
+    matcher = SelectionMatcher(selection, mail_domain=DOMAIN, login_of=LOGINS)
+    return list(select_ids(lines, matcher, **filters))  # type: ignore[arg-type]
+
+
+def test_snapshot_counts_every_queue_sender_recipient_and_login() -> None:
+    """The snapshot totals the queues, ranks senders, recipients and logins, and finds the oldest."""
+    snapshot = aggregate(QUEUE, LOGINS).snapshot()
+    assert snapshot.total == 7
+    assert snapshot.by_queue == {"active": 1, "deferred": 4, "hold": 1, "incoming": 1, "maildrop": 0}
+    assert snapshot.top_senders[0].name == "victim@lab.test" and snapshot.top_senders[0].count == 2
+    assert ("MAILER-DAEMON", 1) in [(r.name, r.count) for r in snapshot.top_senders]
+    assert ("victim@lab.test", 2) in [(r.name, r.count) for r in snapshot.top_recipients]
+    assert [(r.name, r.count) for r in snapshot.top_sasl_logins][0] == ("victim", 3)
+    assert snapshot.oldest_age_seconds == 600
+    assert snapshot.total_bytes == 6 * 500 + 1000
+    assert snapshot.malformed_lines == 0
+
+
+def test_empty_queue_gives_an_empty_snapshot_and_no_suspect() -> None:
+    """An empty listing is a valid, empty snapshot."""
+    aggregator = aggregate([])
+    assert aggregator.snapshot().total == 0
+    assert aggregator.snapshot().oldest_age_seconds == 0
+    assert find_suspect(aggregator, DOMAIN, flood_threshold=1) == (None, None)
+
+
+def test_malformed_lines_are_counted_not_fatal() -> None:
+    """Broken JSON, non-objects and objects without a queue ID are counted; the rest still counts."""
+    bad = [b"{not json", b"[1, 2]", b'{"queue_name": "active"}', b'"text"', b"\xff\xfe", b"   "]
+    snapshot = aggregate([*bad, QUEUE[0]]).snapshot()
+    assert snapshot.total == 1
+    assert snapshot.malformed_lines == 5  # the blank line is not a message and not an error
+
+
+def test_unknown_json_members_are_ignored() -> None:
+    """Members Postfix may add later do not disturb the parse."""
+    message = parse_line(line("B1", "a@lab.test", "b@example.com", future_member={"x": [1]}))
+    assert message is not None and message["queue_id"] == "B1"
+    assert aggregate([line("B1", "a@lab.test", "b@x.example", new=1)]).snapshot().total == 1
+
+
+def test_selection_by_sender_is_exact_and_case_insensitive() -> None:
+    """juan selects juan's mail only, never juana's; case does not matter."""
+    assert ids(Selection(sender="juan@lab.test")) == ["A5"]
+    assert ids(Selection(sender="juana@lab.test")) == ["A4"]
+    assert ids(Selection(sender="JUAN@LAB.TEST")) == ["A5"]
+    assert ids(Selection(sender="juan")) == ["A5"]  # a bare name is the account in the mail domain
+    assert ids(Selection(sender="uan@lab.test")) == []
+
+
+def test_selection_by_recipient_matches_any_recipient_exactly() -> None:
+    """A recipient selection matches any one of the recipients, exactly."""
+    assert ids(Selection(recipient="victim@lab.test")) == ["A6", "A7"]
+    assert ids(Selection(recipient="juan@lab.test")) == []
+    assert ids(Selection(recipient="juana@lab.test")) == ["A5"]
+
+
+def test_selection_by_sasl_login_catches_forged_senders() -> None:
+    """The SASL login selects the forged-sender message too, and juan never selects juana."""
+    assert ids(Selection(sasl_login="victim")) == ["A1", "A2", "A3"]
+    assert ids(Selection(sasl_login="victim@lab.test")) == ["A1", "A2", "A3"]
+    assert ids(Selection(sasl_login="juan")) == ["A5"]
+
+
+def test_selection_fields_combine_with_and() -> None:
+    """Every given field must match."""
+    assert ids(Selection(sasl_login="victim", sender="victim@lab.test")) == ["A1", "A2"]
+
+
+def test_null_sender_is_selected_as_mailer_daemon() -> None:
+    """The null sender shows, and is selected, as MAILER-DAEMON."""
+    assert ids(Selection(sender="MAILER-DAEMON")) == ["A6"]
+
+
+def test_queue_filters_limit_the_selection() -> None:
+    """queues= keeps only those queues; skip_queues= drops some."""
+    assert ids(Selection(sender="juan@lab.test"), queues=frozenset({"deferred"})) == []
+    assert ids(Selection(recipient="victim@lab.test"), skip_queues=frozenset({"incoming"})) == ["A6"]
+
+
+def test_selection_survives_malformed_lines_and_other_member_order() -> None:
+    """A malformed line is skipped; a line with its members in another order is still parsed."""
+    reordered = json.dumps(
+        {
+            "sender": "juan@lab.test",
+            "queue_id": "C1",
+            "queue_name": "deferred",
+            "recipients": [{"address": "z@x.example"}],
+        }
+    ).encode()
+    assert ids(Selection(sender="juan@lab.test"), [b"{oops", reordered, b""]) == ["C1"]
+
+
+def test_account_aliases_name_the_same_local_account() -> None:
+    """user and user@mail_domain are one account; a foreign domain is not shortened."""
+    assert account_aliases("Victim", DOMAIN) == {"victim", "victim@lab.test"}
+    assert account_aliases("victim@lab.test", DOMAIN) == {"victim", "victim@lab.test"}
+    assert account_aliases("victim@other.example", DOMAIN) == {"victim@other.example"}
+
+
+def test_suspect_is_the_top_sasl_login_over_the_threshold() -> None:
+    """The login behind the most queued mail is the suspect; the next candidate is the runner-up."""
+    aggregator = aggregate(QUEUE, LOGINS)
+    account, runner_up = find_suspect(aggregator, DOMAIN, flood_threshold=3)
+    assert account is not None and (account.address, account.login) == ("victim@lab.test", "victim")
+    assert runner_up is not None and runner_up.count == 1
+
+
+def test_no_suspect_below_the_threshold_but_a_runner_up() -> None:
+    """Nothing at the threshold: no suspect, and the top candidate is reported as runner-up."""
+    account, runner_up = find_suspect(aggregate(QUEUE, LOGINS), DOMAIN, flood_threshold=4)
+    assert account is None
+    assert runner_up is not None and runner_up.name == "victim" and runner_up.count == 3
+
+
+def test_excluded_accounts_are_skipped() -> None:
+    """An account already rejected by the director is not named again."""
+    flood = [line(f"V{i}", "victim@lab.test", "x@example.com") for i in range(5)]
+    flood += [line(f"J{i}", "juana@lab.test", "x@example.com") for i in range(4)]
+    account, _ = find_suspect(aggregate(flood), DOMAIN, flood_threshold=3, exclude=frozenset({"victim"}))
+    assert account is not None and account.address == "juana@lab.test"
+
+
+def test_forged_foreign_senders_are_never_suspects() -> None:
+    """A foreign sender address is nobody's account here, however much mail it has."""
+    flood = [line(f"F{i}", "promo1@spam.example", "x@example.com") for i in range(10)]
+    assert find_suspect(aggregate(flood), DOMAIN, flood_threshold=3) == (None, None)
+
+
+def test_diagnosis_json_has_the_documented_keys() -> None:
+    """The JSON form follows the schema in bot.diagnosis and survives json.dumps."""
+    aggregator = aggregate(QUEUE, LOGINS)
+    account, runner_up = find_suspect(aggregator, DOMAIN, flood_threshold=3)
+    from bot.mailserver import Suspect
+
+    assert account is not None
+    diagnosis = Diagnosis(aggregator.snapshot(), Suspect(account, 2, 2, 3, ("Hi",)), runner_up)
+    data = json.loads(json.dumps(diagnosis_to_json(diagnosis)))
+    assert set(data) == {"schema", "queue", "suspect", "runner_up", "warnings"}
+    assert data["suspect"]["login"] == "victim" and data["suspect"]["queued_by_login"] == 3
+    assert data["queue"]["top_sasl_logins"][0] == {"name": "victim", "count": 3}
+    text = render_diagnosis(diagnosis)
+    assert "Suspect: victim@lab.test (login victim)" in text and "subject: Hi" in text
+
+
+def test_a_large_queue_is_aggregated_without_keeping_messages() -> None:
+    """100,000 lines aggregate into counters only: nothing per message is kept."""
+    lines = (line(f"Q{i}", "victim@lab.test", "dest@example.com") for i in range(100_000))
+    aggregator = aggregate(list(lines), {})
+    assert aggregator.total == 100_000
+    assert len(aggregator.senders) == 1 and len(aggregator.recipients) == 1
+    assert len(aggregator.samples["victim@lab.test"]) == 3
+
+
+@pytest.mark.parametrize("queue_id", ["A1", "A7"])
+def test_parse_line_reads_queue_id(queue_id: str) -> None:
+    """parse_line returns the object with its queue ID."""
+    message = parse_line(next(x for x in QUEUE if queue_id.encode() in x))
+    assert message is not None and message["queue_id"] == queue_id

@@ -1,0 +1,85 @@
+"""Unit tests for the Postfix log parser and the check_sasl_access map editing."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from bot.sasl import GREP_PATTERN, blocked_keys, login_keys, parse_sasl_lines, rank_logins, set_block
+
+SYSLOG = (
+    b"Nov 27 13:45:01 mail postfix/smtpd[812]: 4ABC12: client=localhost[127.0.0.1], "
+    b"sasl_method=PLAIN, sasl_username=victim"
+)
+MAILLOG = (
+    b"2024-11-27T13:45:02.123456+00:00 mail postfix/lab-smtpd/smtpd[813]: 4jbZV81P9LzBwdh: "
+    b"client=client.flood.example[127.0.0.1], sasl_method=PLAIN, sasl_username=Juana@Lab.Test, "
+    b"sasl_sender=juana@lab.test"
+)
+NOISE = [
+    b"Nov 27 13:45:01 mail postfix/smtpd[812]: connect from localhost[127.0.0.1]",
+    b"Nov 27 13:45:01 mail postfix/smtpd[812]: 5DEF34: client=localhost[127.0.0.1]",  # no SASL
+    b"Nov 27 13:45:01 mail postfix/qmgr[700]: 4ABC12: from=<victim@lab.test>, size=512, nrcpt=1",
+    b"Nov 27 13:45:03 mail postfix/smtpd[812]: warning: SASL authentication failed; sasl_username=bob",
+]
+
+
+def test_both_log_formats_are_parsed() -> None:
+    """Syslog and maillog_file lines both give queue ID -> lower-cased login."""
+    assert parse_sasl_lines([SYSLOG, MAILLOG]) == {"4ABC12": "victim", "4jbZV81P9LzBwdh": "juana@lab.test"}
+
+
+def test_lines_without_a_sasl_login_are_ignored() -> None:
+    """Connects, unauthenticated clients, qmgr lines and failed AUTH warnings attribute nothing."""
+    assert parse_sasl_lines(NOISE) == {}
+
+
+def test_a_reused_queue_id_keeps_the_newest_login() -> None:
+    """Queue IDs can be reused: the later line (the current file after the rotated one) wins."""
+    older = SYSLOG
+    newer = SYSLOG.replace(b"13:45:01", b"14:00:00").replace(b"victim", b"alice")
+    assert parse_sasl_lines([older, newer]) == {"4ABC12": "alice"}
+
+
+def test_the_server_side_grep_output_parses_the_same() -> None:
+    """What `grep -o -E GREP_PATTERN` sends back parses like the whole line."""
+    for whole in (SYSLOG, MAILLOG):
+        found = subprocess.run(["grep", "-o", "-E", GREP_PATTERN], input=whole, capture_output=True).stdout
+        assert found and len(found) < len(whole)
+        assert parse_sasl_lines(found.splitlines()) == parse_sasl_lines([whole])
+    assert (
+        subprocess.run(["grep", "-c", "-E", GREP_PATTERN], input=b"\n".join(NOISE), capture_output=True).stdout.strip()
+        == b"0"
+    )
+
+
+def test_rank_logins_counts_only_queued_ids() -> None:
+    """Only IDs still queued count; the most messages come first."""
+    login_of = {"A": "victim", "B": "victim", "C": "bob", "D": "victim"}
+    ranked = rank_logins(login_of, ["A", "B", "C", "Z"], 5)
+    assert [(r.name, r.count) for r in ranked] == [("victim", 2), ("bob", 1)]
+
+
+def test_login_keys_cover_both_spellings() -> None:
+    """Postfix may see the SASL username with or without the domain: both are blocked."""
+    assert login_keys("victim", "lab.test") == ("victim", "victim@lab.test")
+
+
+def test_set_block_adds_and_removes_only_the_given_keys() -> None:
+    """Blocking is idempotent, keeps other entries and comments; unblocking removes just the keys."""
+    original = "# managed by IT\nbob REJECT\njuana HOLD\n"
+    blocked = set_block(original, ["juan", "juan@lab.test"], blocked=True)
+    assert set_block(blocked, ["juan", "juan@lab.test"], blocked=True) == blocked
+    assert blocked_keys(blocked) == {"bob", "juana", "juan", "juan@lab.test"}
+    assert re.search(r"^juan REJECT", blocked, re.MULTILINE)
+    unblocked = set_block(blocked, ["juan", "juan@lab.test"], blocked=False)
+    assert unblocked == original
+    assert "juana HOLD" in unblocked  # juan's rules never touch juana
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# nothing\n"])
+def test_an_empty_map_blocks_nobody(text: str) -> None:
+    """An empty or comment-only map has no blocked keys."""
+    assert blocked_keys(text) == set()

@@ -1,0 +1,124 @@
+"""Unit tests: hostile account names are refused before anything reaches a server."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from bot.config import ServerConfig
+from bot.errors import InvalidAccount
+from bot.executor import SSHExecutor
+from bot.mailserver import Account, Selection, validate_account
+from bot.postfix import PostfixServer, decode_subject, postsuper_count
+
+HOSTILE = [
+    "bob; reboot",
+    "$(id)",
+    "`id`",
+    "bob|cat /etc/shadow",
+    "bob&&true",
+    "a b",
+    "bob\nreboot",
+    "-rf",
+    "../etc/passwd",
+    "bob'",
+    'bob"',
+    "bob@lab.test;id",
+    "",
+    "bob@",
+    "@lab.test",
+    "bob>x",
+    "*",
+    "bob\\",
+]
+
+
+class RefusingExecutor(SSHExecutor):
+    """An executor that fails the test if anything is ever sent."""
+
+    def start(self, argv, *, timeout=None):  # type: ignore[override]
+        raise AssertionError(f"sent {argv!r} to the server")
+
+    def run(self, argv, **kwargs):  # type: ignore[override]
+        raise AssertionError(f"sent {argv!r} to the server")
+
+
+def server(user: str = "root") -> ServerConfig:
+    return ServerConfig(
+        name="t",
+        host="h",
+        user=user,
+        key_file="k",
+        known_hosts="kh",  # type: ignore[arg-type]
+        mail_domain="lab.test",
+    )
+
+
+class Hostile:
+    """An Account-like object carrying a name that never went through Account's validation."""
+
+    def __init__(self, name: str) -> None:
+        self.login = name
+        self.address = name
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_are_invalid_accounts(name: str) -> None:
+    """Shell metacharacters, spaces, newlines and empty parts are refused."""
+    with pytest.raises(InvalidAccount):
+        validate_account(name)
+    with pytest.raises(InvalidAccount):
+        Account(address=name, login="bob")
+    with pytest.raises((InvalidAccount, ValueError)):  # "" is an empty selection
+        Selection(sender=name)
+
+
+@pytest.mark.parametrize("name", ["bob; reboot", "$(id)", "juan`id`"])
+@pytest.mark.parametrize(
+    "operation",
+    ["block_login", "unblock_login", "is_login_blocked", "kick_sessions", "purge_inbox", "inbox_count"],
+)
+def test_operations_refuse_hostile_names_before_sending_anything(name: str, operation: str) -> None:
+    """Every account operation validates the name before the executor is touched."""
+    mail = PostfixServer(server(), executor=RefusingExecutor(server()))
+    with pytest.raises(InvalidAccount):
+        getattr(mail, operation)(Hostile(name))
+
+
+def test_change_password_refuses_hostile_names_before_sending_anything() -> None:
+    """The password backend is never reached with a hostile login."""
+    from bot.passwords import generate_password
+
+    mail = PostfixServer(server(), executor=RefusingExecutor(server()))
+    with pytest.raises(InvalidAccount):
+        mail.change_password(Hostile("bob; reboot"), generate_password())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["juan", "juana@lab.test", "j.doe+tag@mail.lab.test", "Bob_1"])
+def test_plain_names_are_accepted_lower_cased(name: str) -> None:
+    """Plain logins and addresses pass, lower-cased."""
+    assert validate_account(name) == name.lower()
+
+
+def test_every_argument_is_quoted_and_sudo_prefixed_for_non_root() -> None:
+    """The command line quotes each argument and adds `sudo -n` unless the user is root."""
+    argv = ["/usr/sbin/postcat", "-hq", "x; reboot"]
+    assert SSHExecutor(server()).command_line(argv) == "/usr/sbin/postcat -hq 'x; reboot'"
+    line = SSHExecutor(server("mailfixop")).command_line(argv)
+    assert shlex.split(line) == ["sudo", "-n", "--", *argv]
+
+
+def test_postsuper_summary_is_parsed() -> None:
+    """The last summary line gives the count; no summary means nothing was done."""
+    tail = "postsuper: 4ABC: removed\npostsuper: Deleted: 1234 messages\n"
+    assert postsuper_count(tail) == 1234
+    assert postsuper_count("postsuper: Placed on hold: 1 message\n") == 1
+    assert postsuper_count("postsuper: Released from hold: 7 messages") == 7
+    assert postsuper_count("") == 0
+
+
+def test_subjects_are_decoded_and_unfolded() -> None:
+    """RFC 2047 words are decoded; folded lines are joined."""
+    assert decode_subject("=?utf-8?q?Gan=C3=B3_un_premio?=") == "Ganó un premio"
+    assert decode_subject("Final\n notice") == "Final notice"
