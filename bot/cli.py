@@ -23,6 +23,7 @@ from bot.mailserver import Account, Password
 from bot.notifier import Delivery, MessageRef
 from bot.report import report_json, report_markdown
 from bot.runbook import Runbook, State
+from bot.upkeep import Upkeep
 from bot.vault import Vault
 from bot.wiring import build_runbook, open_repository, server_factory
 from storage.db import upgrade
@@ -216,7 +217,7 @@ def _reveal_password(runbook: Runbook, incident_id: int, actor: str, out: TextIO
 def _run(runbook: Runbook, *, once: bool) -> int:
     interval = min(runbook.config.check_interval_seconds, 5.0)
     while True:
-        runbook.run_due()
+        Upkeep(runbook).run_due()
         pending = [i for i in runbook.repo.list_incidents(open_only=True) if i.state not in _WAITING]
         if once or not pending:
             return 0

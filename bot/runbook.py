@@ -17,9 +17,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from bot import monitoring, steps
+from bot import steps
 from bot.config import Config
-from bot.dnsbl import blocklist_report
 from bot.errors import (
     AlreadyDone,
     ApprovalExpired,
@@ -217,7 +216,7 @@ class Runbook:
         except DuplicateOpen:
             existing = self.repo.open_on(server=name)
             raise ServerBusy(name, existing.id if existing else None) from None
-        self._tell(incident)
+        self.tell(incident)
         return self.fire(incident.id, Event.DIAGNOSE, actor=actor)
 
     def approve(self, incident_id: int, *, actor: str) -> Incident:
@@ -244,9 +243,9 @@ class Runbook:
 
     def confirm_password(self, incident_id: int, *, actor: str) -> bool:
         """The user has the new password: erase it and withdraw the message; False if already done."""
-        return self._withdraw_password(self.get(incident_id), actor, "password_confirmed")
+        return self.withdraw_password(self.get(incident_id), actor, "password_confirmed")
 
-    def _withdraw_password(self, incident: Incident, actor: str, action: str) -> bool:
+    def withdraw_password(self, incident: Incident, actor: str, action: str) -> bool:
         if not self.repo.erase_password(incident_id=incident.id):
             return False
         self.repo.audit(incident_id=incident.id, actor=actor, action=action, now=self.now())
@@ -263,113 +262,8 @@ class Runbook:
             raise InvalidTransition("resolve now", "the last check was not normal")
         return self.fire(incident_id, Event.RESOLVE_NOW, actor=actor)
 
-    def tick(self, incident_id: int) -> Incident:
-        """Run one monitoring check; at the deadline resolve the incident or escalate it."""
-        incident = self.get(incident_id)
-        if incident.state != State.MONITORING:
-            return incident
-        try:
-            with self._server_lock(incident.server):
-                health = self.server(incident.server).health(flood_threshold=self.config.flood_threshold)
-            normal, reasons = monitoring.assess(health, incident.checks, incident.monitor_round, self.config)
-            values = {"postfix_running": health.postfix_running, "queue_size": health.queue_size}
-            new_flood = monitoring.new_flood(health, incident, self.config.flood_threshold)
-        except MailfixError as exc:
-            normal, reasons, new_flood = False, [str(exc)], None
-            values = {"postfix_running": False, "queue_size": -1}
-        details: dict[str, Any] = {"reasons": reasons}
-        if new_flood is not None:
-            details["new_flood"] = {"name": new_flood.name, "count": new_flood.count}
-        if not any(c.monitor_round == incident.monitor_round for c in incident.checks):
-            # A listed IP keeps mail "not normal" whatever is done on the server: check once per round.
-            blocklists = blocklist_report(self.config, self.config.server(incident.server))
-            if blocklists is not None:
-                details["blocklists"] = blocklists
-                self._log(incident, blocklists)
-        self.repo.add_check(
-            incident_id=incident.id,
-            at=self.now(),
-            monitor_round=incident.monitor_round,
-            normal=normal,
-            details=details,
-            **values,
-        )
-        self._log(incident, monitoring.describe(normal, reasons, values["queue_size"]))
-        if new_flood is not None and not any(
-            (c.details.get("new_flood") or {}).get("name") == new_flood.name for c in incident.checks
-        ):
-            self._log(
-                incident,
-                f":rotating_light: New flood from another account: {new_flood.name} has {new_flood.count} "
-                f"queued messages. Contain it too (`mailfix contain {incident.id} {new_flood.name}`).",
-            )
-        incident = self.get(incident_id)
-        self._tell(incident)
-        if incident.monitor_deadline is not None and self.now() >= incident.monitor_deadline:
-            event = Event.NORMAL if normal else Event(monitoring.ESCALATION[incident.monitor_round])
-            reason = "; ".join(reasons)
-            if event == Event.NOT_NORMAL_AFTER_REBOOT:
-                reason = f"needs a human: mail is still not normal after a Postfix restart and a reboot ({reason})"
-                self._log(incident, f":sos: {self._directors()} {reason}")
-            try:
-                return self.fire(incident.id, event, actor=SYSTEM, reason=reason)
-            except (AlreadyDone, InvalidTransition):
-                return self.get(incident_id)
-        return incident
-
-    def run_due(self) -> list[Incident]:
-        """Resume unfinished steps and run due monitoring checks of every open incident (the scheduler's tick)."""
-        done = []
-        for incident in self.repo.list_incidents(open_only=True, limit=1000):
-            if incident.id in self._active:
-                continue
-            try:
-                if incident.state in WORKING or (incident.state in ENTRY_STEPS and self._steps_pending(incident.id)):
-                    incident = self.run_steps(incident.id)
-                elif incident.state == State.MONITORING and self._check_due(incident):
-                    with self._working(incident.id):
-                        incident = self.tick(incident.id)
-                if incident.state in APPROVAL_FOR:
-                    self._remind_or_expire(incident)
-            except MailfixError as exc:
-                log.warning("incident #%s: %s", incident.id, exc)
-            done.append(incident)
-        self._withdraw_old_passwords()
-        return done
-
-    def _remind_or_expire(self, incident: Incident) -> None:
-        """Remind the directors once, halfway to the deadline; at the deadline, expire the request."""
-        pending = _pending_approval(self.get(incident.id))
-        if pending is None:
-            return
-        now, directors = self.now(), self._directors()
-        if now >= pending.expires_at:
-            if self.repo.expire_approval(approval_id=pending.id, now=now):
-                self._tell(self.get(incident.id))
-                self._log(
-                    incident,
-                    f":hourglass: The {pending.what} approval expired unanswered: an operator can ask again (renew).",
-                )
-        elif self._halfway(pending, now) and self.repo.mark_reminded(approval_id=pending.id, now=now):
-            self._log(
-                incident,
-                f":bell: Reminder {directors}: the {pending.what} of incident "
-                f"#{incident.id} waits for a director (expires {pending.expires_at:%H:%M} UTC).",
-            )
-
-    @staticmethod
-    def _halfway(approval: Approval, now: datetime) -> bool:
-        return now >= approval.requested_at + (approval.expires_at - approval.requested_at) / 2
-
-    def _withdraw_old_passwords(self) -> None:
-        keep = timedelta(minutes=self.config.password_message_minutes)
-        for incident in self.repo.with_pending_password():
-            sent = [r.finished_at for r in incident.steps if r.step == "notify_user" and r.status == "done"]
-            if sent and sent[-1] is not None and self.now() - sent[-1] >= keep:
-                self._withdraw_password(incident, SYSTEM, "password_withdrawn")
-
     @contextmanager
-    def _working(self, incident_id: int) -> Iterator[None]:
+    def working(self, incident_id: int) -> Iterator[None]:
         with self._lock:
             self._active[incident_id] = self._active.get(incident_id, 0) + 1
         try:
@@ -380,18 +274,9 @@ class Runbook:
                 if not self._active[incident_id]:
                     del self._active[incident_id]
 
-    def _steps_pending(self, incident_id: int) -> bool:
-        incident = self.get(incident_id)
-        finished = {r.step for r in incident.steps if r.phase == incident.phase and r.status in ("done", "skipped")}
-        return any(step.name not in finished for step in ENTRY_STEPS[State(incident.state)])
-
-    def _check_due(self, incident: Incident) -> bool:
-        full = self.get(incident.id)
-        if not full.checks:
-            return True
-        interval = timedelta(seconds=self.config.check_interval_seconds)
-        deadline_passed = full.monitor_deadline is not None and self.now() >= full.monitor_deadline
-        return deadline_passed or self.now() - full.checks[-1].at >= interval
+    def is_active(self, incident_id: int) -> bool:
+        """True while this process works on the incident (run_steps or a check)."""
+        return incident_id in self._active
 
     def get(self, incident_id: int) -> Incident:
         incident = self.repo.get(incident_id=incident_id)
@@ -430,12 +315,12 @@ class Runbook:
             raise done or AlreadyDone(
                 PAST_TENSE.get(event, f"{event} done"), last.actor if last else None, last.at if last else None
             ) from None
-        self._tell(incident)
+        self.tell(incident)
         return self.run_steps(incident.id) if run else incident
 
     def run_steps(self, incident_id: int) -> Incident:
         """Run the current state's pending entry steps, then fire its completion event; repeat."""
-        with self._working(incident_id):
+        with self.working(incident_id):
             return self._run_steps(incident_id)
 
     def _run_steps(self, incident_id: int) -> Incident:
@@ -460,7 +345,7 @@ class Runbook:
         """Run the entry steps not yet done in this phase; return True when all of them are done."""
         state = State(incident.state)
         server = self.server(incident.server)
-        with self._server_lock(incident.server):
+        with self.server_lock(incident.server):
             for step in ENTRY_STEPS[state]:
                 incident = self.get(incident.id)
                 if incident.state != state:
@@ -509,9 +394,9 @@ class Runbook:
                     f"needs a human: {incident.server} did not come back after the reboot ({exc}); "
                     "tried: Postfix restart, reboot"
                 )
-                self._log(incident, f":sos: {self._directors()} {reason}")
+                self.log_step(incident, f":sos: {self.directors_mention()} {reason}")
             else:
-                self._log(incident, f":x: {step.name} failed: {exc}")
+                self.log_step(incident, f":x: {step.name} failed: {exc}")
             self._fail(incident.id, reason)
             return None
         seconds = (self.now() - began).total_seconds()
@@ -522,7 +407,7 @@ class Runbook:
             summary={**outcome.summary, "seconds": round(seconds, 3)},
         )
         if outcome.text:
-            self._log(incident, f"{outcome.text} ({seconds:.1f}s)")
+            self.log_step(incident, f"{outcome.text} ({seconds:.1f}s)")
         return outcome
 
     def _verified(self, ctx: steps.StepContext, step: steps.Step) -> bool:
@@ -630,7 +515,7 @@ class Runbook:
                 self._servers[name] = self._server_factory(name)
             return self._servers[name]
 
-    def _server_lock(self, name: str) -> threading.Lock:
+    def server_lock(self, name: str) -> threading.Lock:
         with self._lock:
             return self._server_locks.setdefault(name, threading.Lock())
 
@@ -651,7 +536,7 @@ class Runbook:
             now=self.now,
         )
 
-    def _tell(self, incident: Incident) -> None:
+    def tell(self, incident: Incident) -> None:
         # Notifying is best effort: the database is the record, and a Slack outage must not stop a step.
         try:
             ref = self.notifier.incident_changed(incident)
@@ -660,10 +545,10 @@ class Runbook:
         except Exception:
             log.exception("could not update the message of incident #%s", incident.id)
 
-    def _directors(self) -> str:
+    def directors_mention(self) -> str:
         return " ".join(f"<@{d}>" for d in sorted(self.config.directors))
 
-    def _log(self, incident: Incident, text: str) -> None:
+    def log_step(self, incident: Incident, text: str) -> None:
         try:
             self.notifier.step_logged(incident, text)
         except Exception:
@@ -676,7 +561,7 @@ class Runbook:
             self._servers.clear()
 
 
-def _pending_approval(incident: Incident) -> Approval | None:
+def pending_approval(incident: Incident) -> Approval | None:
     pending = [a for a in incident.approvals if a.decision is None]
     return pending[-1] if pending else None
 

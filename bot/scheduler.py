@@ -1,4 +1,4 @@
-"""The bot's clock: `runbook.run_due()` at start-up (to resume incidents after a restart) and every few seconds."""
+"""The bot's clock: the upkeep of open incidents at start-up (resuming them after a restart) and every few seconds."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import logging
 import threading
 
 from bot.runbook import Runbook
+from bot.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 MAX_INTERVAL = 5.0
 
 
 class Scheduler:
-    """Calls `runbook.run_due()` on a daemon thread until stopped."""
+    """Calls `Upkeep(runbook).run_due()` on a daemon thread until stopped."""
 
     def __init__(self, runbook: Runbook, *, interval: float | None = None) -> None:
         self.runbook = runbook
@@ -32,7 +33,7 @@ class Scheduler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.runbook.run_due()
+                Upkeep(self.runbook).run_due()
             except Exception:  # one bad tick (database restarting, say) must not stop the clock
                 log.exception("scheduler tick failed")
             self._stop.wait(self.interval)

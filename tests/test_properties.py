@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bot.errors import MailfixError
 from bot.runbook import TERMINAL, Runbook
+from bot.upkeep import Upkeep
 from bot.vault import Vault
 from storage.db import make_engine, upgrade
 from storage.repository import Repository
@@ -61,7 +62,7 @@ def apply(runbook: Runbook, server: FakeMailServer, clock: Clock, action: str, a
     elif action == "renew":
         runbook.fire(incident_id, "renew", actor=actor)  # type: ignore[arg-type]
     elif action == "tick":
-        runbook.tick(incident_id)
+        Upkeep(runbook).tick(incident_id)
     elif action == "resolve_now":
         runbook.resolve_now(incident_id, actor=actor)
     elif action == "confirm":

@@ -16,6 +16,7 @@ from bot.errors import (
 )
 from bot.mailserver import Selection
 from bot.runbook import SYSTEM, TRANSITIONS, Event, Guard, State, next_state
+from bot.upkeep import Upkeep
 from storage.models import Incident
 from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, STRANGER
 
@@ -51,7 +52,7 @@ def test_a_whole_incident_runs_every_step_once_and_resolves(runbook, server, not
         assert done_steps(incident, name) == 1, name
     for _ in range(31):
         clock.advance(seconds=30)
-        incident = runbook.tick(incident.id)
+        incident = Upkeep(runbook).tick(incident.id)
     assert incident.state == State.RESOLVED
     assert incident.closed_at is not None
     assert server.calls_to("change_password") == ["victim"]
@@ -204,7 +205,7 @@ def test_a_step_started_but_not_done_is_verified_not_rerun(runbook, server, repo
         now=clock(),
     )
     calls_before = len(server.calls_to("delete"))
-    incident = runbook.run_due()[0]
+    incident = Upkeep(runbook).run_due()[0]
     assert incident.state == State.MONITORING
     delete_from = [r for r in incident.steps if r.step == "delete_from"]
     assert [r.status for r in delete_from] == ["done"]
@@ -218,17 +219,17 @@ def test_monitoring_that_stays_bad_escalates_to_restart_then_reboot_approval(run
     incident = runbook.approve(incident.id, actor=DIRECTOR)
     server.flood("bob", 80)  # keeps the queue over normal_queue_size (50)
     clock.advance(minutes=16)
-    incident = runbook.tick(incident.id)
+    incident = Upkeep(runbook).tick(incident.id)
     assert incident.state == State.MONITORING and incident.monitor_round == 1
     assert server.calls_to("restart") == [""]
     clock.advance(minutes=6)
-    incident = runbook.tick(incident.id)
+    incident = Upkeep(runbook).tick(incident.id)
     assert incident.state == State.AWAITING_REBOOT_APPROVAL
     incident = runbook.approve(incident.id, actor=DIRECTOR)
     assert incident.state == State.MONITORING and incident.monitor_round == 2
     assert server.calls_to("reboot") == [""]
     clock.advance(minutes=6)
-    incident = runbook.tick(incident.id)
+    incident = Upkeep(runbook).tick(incident.id)
     assert incident.state == State.FAILED
     assert incident.failure.startswith("needs a human: mail is still not normal after a Postfix restart and a reboot")
 
@@ -239,7 +240,7 @@ def test_a_server_that_does_not_come_back_from_the_reboot_fails_for_a_human(runb
     server.flood("bob", 80)
     for minutes in (16, 6):
         clock.advance(minutes=minutes)
-        incident = runbook.tick(incident.id)
+        incident = Upkeep(runbook).tick(incident.id)
     assert incident.state == State.AWAITING_REBOOT_APPROVAL
     server.fail_on = "reboot"
     incident = runbook.approve(incident.id, actor=DIRECTOR)
@@ -255,7 +256,7 @@ def test_a_new_flood_while_monitoring_is_reported_and_can_be_contained(runbook, 
     server.flood("mallory", 150)
     for _ in range(2):
         clock.advance(seconds=30)
-        runbook.tick(incident.id)
+        Upkeep(runbook).tick(incident.id)
     alerts = [text for _, text in notifier.logs if "New flood from another account: mallory" in text]
     assert len(alerts) == 1
     incident = runbook.contain(incident.id, actor=OPERATOR, account="mallory")
@@ -278,12 +279,12 @@ def test_without_hold_before_approval_nothing_changes_until_approved(make_runboo
 def test_the_scheduler_reminds_once_then_expires_an_unanswered_approval(runbook, notifier, clock):
     incident = runbook.start(server="mail1", actor=OPERATOR)
     clock.advance(minutes=16)
-    runbook.run_due()
-    runbook.run_due()
+    Upkeep(runbook).run_due()
+    Upkeep(runbook).run_due()
     reminders = [text for _, text in notifier.logs if "Reminder" in text]
     assert len(reminders) == 1 and f"<@{DIRECTOR}>" in reminders[0]
     clock.advance(minutes=15)
-    runbook.run_due()
+    Upkeep(runbook).run_due()
     assert runbook.get(incident.id).approvals[-1].decision == "expired"
     with pytest.raises(ApprovalExpired):
         runbook.approve(incident.id, actor=DIRECTOR)
@@ -298,10 +299,10 @@ def test_an_unconfirmed_password_is_withdrawn_after_the_configured_time(runbook,
     incident = runbook.approve(incident.id, actor=DIRECTOR)
     assert incident.password_ciphertext is not None
     clock.advance(minutes=59)
-    runbook.run_due()
+    Upkeep(runbook).run_due()
     assert runbook.get(incident.id).password_ciphertext is not None
     clock.advance(minutes=2)
-    runbook.run_due()
+    Upkeep(runbook).run_due()
     assert runbook.get(incident.id).password_ciphertext is None
     assert notifier.withdrawn == [incident.id]
     assert runbook.confirm_password(incident.id, actor=OPERATOR) is False

@@ -6,6 +6,7 @@ import pytest
 
 from bot.postfix import PostfixServer
 from bot.runbook import Runbook, State
+from bot.upkeep import Upkeep
 from bot.vault import Vault
 from tests.conftest import DIRECTOR, OPERATOR, SECRET_KEY, Clock, make_config
 from tests.fakes import RecordingNotifier
@@ -46,7 +47,7 @@ def test_a_flood_that_stops_after_containment_resolves(clean_lab, escalation):
     runbook = make()
     incident_id = contained_and_cleaned(clean_lab, runbook)
     clock.advance(minutes=16)
-    incident = runbook.tick(incident_id)
+    incident = Upkeep(runbook).tick(incident_id)
     assert incident.state == State.RESOLVED
     assert incident.checks[-1].normal and incident.checks[-1].postfix_running
 
@@ -57,16 +58,16 @@ def test_mail_that_stays_abnormal_escalates_to_restart_then_to_a_reboot(clean_la
     incident_id = contained_and_cleaned(clean_lab, runbook)
     flood(clean_lab, login="alice", count=60, forged_fraction=0.0, legit=0, bounces=0, inbox=0)  # keeps coming
     clock.advance(minutes=16)
-    incident = runbook.tick(incident_id)
+    incident = Upkeep(runbook).tick(incident_id)
     assert (incident.state, incident.monitor_round) == (State.MONITORING, 1), incident.failure
     assert [r.status for r in incident.steps if r.step == "restart_postfix"] == ["done"]
     assert queue_size(clean_lab) >= 40
     clock.advance(minutes=6)
-    incident = runbook.tick(incident_id)
+    incident = Upkeep(runbook).tick(incident_id)
     assert incident.state == State.AWAITING_REBOOT_APPROVAL
     incident = runbook.approve(incident_id, actor=DIRECTOR)  # the lab's "reboot" restarts its daemons
     assert (incident.state, incident.monitor_round) == (State.MONITORING, 2), incident.failure
-    assert runbook.tick(incident_id).checks[-1].postfix_running
+    assert Upkeep(runbook).tick(incident_id).checks[-1].postfix_running
 
 
 def test_a_server_that_does_not_come_back_fails_the_incident_for_a_human(clean_lab, escalation):
@@ -76,7 +77,7 @@ def test_a_server_that_does_not_come_back_fails_the_incident_for_a_human(clean_l
     flood(clean_lab, login="alice", count=60, forged_fraction=0.0, legit=0, bounces=0, inbox=0)
     for minutes in (16, 6):
         clock.advance(minutes=minutes)
-        runbook.tick(incident_id)
+        Upkeep(runbook).tick(incident_id)
     incident = runbook.approve(incident_id, actor=DIRECTOR)
     assert incident.state == State.FAILED
     assert "needs a human: lab did not come back after the reboot" in incident.failure
