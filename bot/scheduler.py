@@ -1,9 +1,10 @@
-"""The bot's clock: the upkeep of open incidents at start-up (resuming them after a restart) and every few seconds."""
+"""The bot's clocks: background threads that run one job every few seconds until stopped."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from bot.runbook import Runbook
 from bot.upkeep import Upkeep
@@ -12,16 +13,17 @@ log = logging.getLogger(__name__)
 MAX_INTERVAL = 5.0
 
 
-class Scheduler:
-    """Calls `Upkeep(runbook).run_due()` on a daemon thread until stopped."""
+class Periodic:
+    """Calls `job()` on a daemon thread every `interval` seconds until stopped; one failure never stops it."""
 
-    def __init__(self, runbook: Runbook, *, interval: float | None = None) -> None:
-        self.runbook = runbook
-        self.interval = interval if interval is not None else min(runbook.config.check_interval_seconds, MAX_INTERVAL)
+    def __init__(
+        self, name: str, job: Callable[[], object], interval: float, on_stop: Callable[[], None] | None = None
+    ):
+        self.name, self.job, self.interval, self.on_stop = name, job, interval, on_stop
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mailfix-scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"mailfix-{name}", daemon=True)
 
-    def start(self) -> Scheduler:
+    def start(self) -> Periodic:
         self._thread.start()
         return self
 
@@ -29,11 +31,19 @@ class Scheduler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self.on_stop is not None:
+            self.on_stop()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                Upkeep(self.runbook).run_due()
-            except Exception:  # one bad tick (database restarting, say) must not stop the clock
-                log.exception("scheduler tick failed")
+                self.job()
+            except Exception:  # the database restarting, say: the next round tries again
+                log.exception("%s failed", self.name)
             self._stop.wait(self.interval)
+
+
+def start_scheduler(runbook: Runbook) -> Periodic:
+    """Start the upkeep of open incidents now (resuming them after a restart) and every few seconds."""
+    every = min(runbook.config.check_interval_seconds, MAX_INTERVAL)
+    return Periodic("scheduler", Upkeep(runbook).run_due, every).start()

@@ -16,9 +16,9 @@ from bot.app import build_app, slack_client, wsgi_app
 from bot.config import Config, Secrets
 from bot.errors import ConfigError
 from bot.runbook import Runbook
-from bot.scheduler import Scheduler
+from bot.scheduler import Periodic, start_scheduler
 from bot.slack_notifier import SlackNotifier
-from bot.watch import WatchLoop, start_watch
+from bot.watch import start_watch
 from bot.wiring import build_runbook, server_factory
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def assemble(secrets: Secrets, config: Config, *, http: bool) -> tuple[Runbook, 
     return runbook, build_app(secrets, config, runbook, client=client, http=http)
 
 
-def watch(secrets: Secrets, config: Config, runbook: Runbook) -> WatchLoop | None:
+def watch(secrets: Secrets, config: Config, runbook: Runbook) -> Periodic | None:
     """Start the flood watch beside the scheduler when `watch_interval_seconds` > 0 (its own SSH connections)."""
     return start_watch(config, runbook.repo, server_factory(config), SlackNotifier(slack_client(secrets), config))
 
@@ -76,7 +76,7 @@ def serve(secrets: Secrets, config: Config, host: str | None = None, port: int |
     def load() -> Callable[..., Any]:
         # Runs in the worker process after the fork: threads (scheduler, pools) start here.
         runbook, app = assemble(secrets, config, http=True)
-        Scheduler(runbook).start()
+        start_scheduler(runbook)
         watch(secrets, config, runbook)
         return wsgi_app(app, runbook)
 
@@ -107,7 +107,7 @@ def socket_mode(secrets: Secrets, config: Config) -> int:
     check_secrets(secrets, http=False)
     check_token(slack_client(secrets))
     runbook, app = assemble(secrets, config, http=False)
-    scheduler = Scheduler(runbook).start()
+    scheduler = start_scheduler(runbook)
     watch_loop = watch(secrets, config, runbook)
     try:
         SocketModeHandler(app, secrets.slack_app_token).start()

@@ -11,16 +11,17 @@ keeps two watchers from raising the same one.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, TextIO
 
 from bot.config import Config
 from bot.errors import ExecutorError
 from bot.mailserver import Diagnosis, MailServer
 from bot.notifier import MessageRef
+from bot.runbook import utcnow
+from bot.scheduler import Periodic
 from storage.models import FloodAlert, Incident
 from storage.repository import DuplicateAlert, Repository
 
@@ -109,10 +110,6 @@ def current_count(alert: FloodAlert, diagnosis: Diagnosis) -> int:
     if suspect is not None and suspect.account.address in names:
         found += [suspect.queued_from, suspect.queued_by_login]
     return max(found, default=0)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Watcher:
@@ -284,39 +281,11 @@ class TerminalAlerts:
         print(f"{alert.closed_at or utcnow():%H:%M:%S} {alert_text(alert)}", file=self.out, flush=True)
 
 
-class WatchLoop:
-    """Runs `watcher.poll_once()` every `interval` seconds on a daemon thread until stopped."""
-
-    def __init__(self, watcher: Watcher, interval: float) -> None:
-        self.watcher = watcher
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="mailfix-watch", daemon=True)
-
-    def start(self) -> WatchLoop:
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self.watcher.close()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.watcher.poll_once()
-            except Exception:  # the database restarting, say: the next poll tries again
-                log.exception("flood watch poll failed")
-            self._stop.wait(self.interval)
-
-
 def start_watch(
     config: Config, repository: Repository, servers: Callable[[str], MailServer], notifier: AlertNotifier
-) -> WatchLoop | None:
+) -> Periodic | None:
     """Start the flood watch in the background when `watch_interval_seconds` > 0; None when it is off."""
     if config.watch_interval_seconds <= 0:
         return None
     watcher = Watcher(config, repository, servers, notifier)
-    return WatchLoop(watcher, config.watch_interval_seconds).start()
+    return Periodic("flood watch", watcher.poll_once, config.watch_interval_seconds, on_stop=watcher.close).start()
