@@ -215,16 +215,12 @@ def _reveal_password(runbook: Runbook, incident_id: int, actor: str, out: TextIO
 
 
 def _run(runbook: Runbook, *, once: bool) -> int:
-    interval = min(runbook.config.check_interval_seconds, 5.0)
+    interval, upkeep = min(runbook.config.check_interval_seconds, 5.0), Upkeep(runbook)
     while True:
-        Upkeep(runbook).run_due()
-        pending = [i for i in runbook.repo.list_incidents(open_only=True) if i.state not in _WAITING]
-        if once or not pending:
+        upkeep.run_due()
+        if once or not any(upkeep.has_work(i) for i in runbook.repo.list_incidents(open_only=True)):
             return 0
         time.sleep(interval)
-
-
-_WAITING = {State.AWAITING_APPROVAL, State.AWAITING_REBOOT_APPROVAL, State.FAILED}
 
 
 def _diagnose(config: Config, args: argparse.Namespace, out: TextIO) -> int:

@@ -9,7 +9,10 @@ nothing of Slack or SSH: it gets a mail-server factory and a notifier.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -36,6 +39,9 @@ from storage.repository import DuplicateOpen, DuplicateStep, NewApproval, Reposi
 
 log = logging.getLogger(__name__)
 SYSTEM = "mailfix"  # the actor of events the bot fires itself
+# A running step's worker renews its lease every LEASE/3; another worker (process, replica) treats a
+# started step as crashed, and re-checks it, only once the lease has run out.
+LEASE = timedelta(seconds=15)
 
 
 class State(StrEnum):
@@ -201,6 +207,7 @@ class Runbook:
         self._server_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._active: dict[int, int] = {}  # incidents this process is working on right now (re-entrant)
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.notifier = notifier
         self.vault = vault
         self.now = clock
@@ -358,6 +365,8 @@ class Runbook:
                     self._record_skipped(incident, step)
                     continue
                 started = [r for r in runs if r.status == "started"]
+                if started and started[-1].lease_until is not None and started[-1].lease_until > self.now():
+                    return False  # another worker is running it right now
                 if started and step.verify is not None and self._verified(ctx, step):
                     self.repo.finish_step(
                         step_id=started[-1].id,
@@ -380,12 +389,15 @@ class Runbook:
                 attempt=attempt,
                 actor=SYSTEM,
                 now=self.now(),
+                owner=self.owner,
+                lease_until=self.now() + LEASE,
             )
         except DuplicateStep:
             return None
         began = self.now()
         try:
-            outcome = step.run(ctx)
+            with self._heartbeat(run.id):
+                outcome = step.run(ctx)
         except MailfixError as exc:
             self.repo.finish_step(step_id=run.id, status="failed", summary={"error": str(exc)}, now=self.now())
             reason = f"{step.name}: {exc}"
@@ -409,6 +421,26 @@ class Runbook:
         if outcome.text:
             self.log_step(incident, f"{outcome.text} ({seconds:.1f}s)")
         return outcome
+
+    @contextmanager
+    def _heartbeat(self, step_id: int) -> Iterator[None]:
+        """Renew the step's lease while it runs, so other workers leave it alone."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(LEASE.total_seconds() / 3):
+                try:
+                    self.repo.renew_lease(step_id=step_id, until=self.now() + LEASE)
+                except Exception:  # a missed renewal only risks a needless re-check elsewhere
+                    log.exception("could not renew the lease of step run %s", step_id)
+
+        thread = threading.Thread(target=renew, name=f"mailfix-lease-{step_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def _verified(self, ctx: steps.StepContext, step: steps.Step) -> bool:
         assert step.verify is not None

@@ -133,6 +133,14 @@ class Upkeep:
             if sent and sent[-1] is not None and rb.now() - sent[-1] >= keep:
                 rb.withdraw_password(incident, SYSTEM, "password_withdrawn")
 
+    def has_work(self, incident: Incident) -> bool:
+        """True while the incident has steps to run or is being monitored (not only waiting for people)."""
+        return (
+            incident.state in WORKING
+            or incident.state == State.MONITORING
+            or (incident.state in ENTRY_STEPS and self._steps_pending(incident.id))
+        )
+
     def _steps_pending(self, incident_id: int) -> bool:
         rb = self.runbook
         incident = rb.get(incident_id)

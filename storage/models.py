@@ -104,6 +104,9 @@ class StepRun(Base):
     started_at: Mapped[datetime] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The worker running a started step renews its lease; an expired lease means that worker died.
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column()
 
     incident: Mapped[Incident] = relationship(back_populates="steps")
 

@@ -157,10 +157,21 @@ class Repository:
             session.execute(update(Incident).where(Incident.id == incident_id).values(**fields))
 
     def start_step(
-        self, *, incident_id: int, phase: int, step: str, attempt: int, actor: str, now: datetime
+        self,
+        *,
+        incident_id: int,
+        phase: int,
+        step: str,
+        attempt: int,
+        actor: str,
+        now: datetime,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
     ) -> StepRun:
         """Record that a step attempt has started, or raise DuplicateStep if another worker did."""
         run = StepRun(
+            owner=owner,
+            lease_until=lease_until,
             incident_id=incident_id,
             phase=phase,
             step=step,
@@ -176,6 +187,11 @@ class Repository:
         except IntegrityError:
             raise DuplicateStep(step) from None
         return run
+
+    def renew_lease(self, *, step_id: int, until: datetime) -> None:
+        """Extend the lease of a running step."""
+        with self._sessions.begin() as session:
+            session.execute(update(StepRun).where(StepRun.id == step_id).values(lease_until=until))
 
     def finish_step(self, *, step_id: int, status: str, summary: Mapping[str, Any], now: datetime) -> None:
         """Record a step attempt's outcome."""

@@ -20,16 +20,20 @@ def finish(process: subprocess.Popen[str]) -> str:
     return out
 
 
-def kill_when_blocked(process: subprocess.Popen[str], state: Path) -> None:
+def wait_blocked(process: subprocess.Popen[str], state: Path) -> None:
     marker = Path(f"{state}.blocked")
     deadline = time.monotonic() + 30
     while not marker.exists():
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the step never started"
         time.sleep(0.05)
+
+
+def kill_when_blocked(process: subprocess.Popen[str], state: Path) -> None:
+    wait_blocked(process, state)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    marker.unlink()
+    Path(f"{state}.blocked").unlink()
 
 
 @pytest.mark.parametrize("step", ["delete", "change_password", "hold"])
@@ -92,3 +96,22 @@ def test_a_bot_killed_while_monitoring_keeps_the_same_deadline(tmp_path):
     assert incident.state == "resolved" and incident.monitor_deadline == deadline
     assert incident.closed_at >= deadline  # went on to the same deadline: not from zero, not skipped
     assert (incident.closed_at - deadline).total_seconds() < 10
+
+
+def test_a_second_worker_leaves_a_running_step_alone_until_its_lease_runs_out(tmp_path):
+    env = fake_env(tmp_path)
+    state = Path(env["FAKE_MAILSERVER_STATE"])
+    finish(spawn(env, "alt", "start"))
+    slow = spawn(env, "boss", "approve", "1", block_after="delete")  # alive, stuck inside delete_from
+    wait_blocked(slow, state)
+    time.sleep(6)  # past a lease renewal
+    finish(spawn(env, "alt", "run", "--once"))  # another process's scheduler tick
+    server = FakeMailServer.from_file(state)
+    assert len(server.calls_to("delete")) == 1 and server.calls_to("change_password") == ["victim"]
+    slow.send_signal(signal.SIGKILL)
+    slow.wait()
+    Path(f"{state}.blocked").unlink()
+    finish(spawn(env, "alt", "run"))  # once the lease ran out: verified, then the rest
+    server = FakeMailServer.from_file(state)
+    assert len(server.calls_to("delete")) == 3  # delete_from once, then delete_login and delete_to
+    assert "resolved" in finish(spawn(env, "alt", "status", "1")).splitlines()[0]
