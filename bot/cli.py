@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import argparse
-import getpass
+import os
+import pwd
 import json
 import logging
 import sys
@@ -189,11 +190,22 @@ def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -
 
 def cli_actor(config: Config) -> str:
     """Return the Slack ID of the person at the terminal, from `cli_users`."""
-    login = getpass.getuser()
+    login = local_login()
     actor = config.cli_users.get(login)
     if actor is None:
         raise NotAuthorized(login, "use mailfix", f"local user {login!r} is not in cli_users of {config.path}")
     return actor
+
+
+def local_login() -> str:
+    """Return who is at the terminal: the account running mailfix, or for root the sudo caller.
+
+    Environment variables such as USER are not trusted: anyone could set them to a director's name.
+    """
+    login = pwd.getpwuid(os.getuid()).pw_name
+    if login == "root" and os.environ.get("SUDO_USER"):
+        return os.environ["SUDO_USER"]  # root can do anything anyway; sudo tells who asked
+    return login
 
 
 def _reveal_password(runbook: Runbook, incident_id: int, actor: str, out: TextIO) -> int:

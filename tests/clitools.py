@@ -70,7 +70,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def spawn(env: dict[str, str], user: str, *argv: str, block_after: str = "") -> subprocess.Popen[str]:
     """Start a real `mailfix` process as local user `user` with `env` (block_after: see FakeMailServer)."""
-    full = {**os.environ, **env, "USER": user, "LOGNAME": user, "FAKE_MAILSERVER_BLOCK_AFTER": block_after}
+    full = {**os.environ, **env, "SUDO_USER": user, "FAKE_MAILSERVER_BLOCK_AFTER": block_after}
     return subprocess.Popen(
         [sys.executable, "-m", "bot", *argv],
         cwd=ROOT,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import pwd
 import json
 import time
 
@@ -22,8 +24,7 @@ def env(tmp_path, monkeypatch):
 
 
 def run(monkeypatch, user: str, *argv: str) -> tuple[int, str]:
-    monkeypatch.setenv("USER", user)
-    monkeypatch.setenv("LOGNAME", user)
+    monkeypatch.setenv("SUDO_USER", user)  # the tests run as root
     out = io.StringIO()
     code = cli.main(list(argv), out=out)
     return code, out.getvalue()
@@ -93,3 +94,12 @@ def test_reject_abort_and_list(env, monkeypatch, capsys):
     assert code == 1 and "already aborted by UOPERATOR1" in capsys.readouterr().err
     code, out = run(monkeypatch, "alt", "list")
     assert "#1" in out and "aborted" in out
+
+
+def test_the_terminal_user_comes_from_the_account_not_from_USER(env, monkeypatch, capsys):
+    monkeypatch.setenv("USER", "boss")  # anyone can set USER; it must not make them a director
+    monkeypatch.setenv("LOGNAME", "boss")
+    monkeypatch.delenv("SUDO_USER", raising=False)
+    code = cli.main(["start", "mail1"], out=io.StringIO())
+    assert code == 1
+    assert f"local user '{pwd.getpwuid(os.getuid()).pw_name}' is not in cli_users" in capsys.readouterr().err

@@ -60,8 +60,9 @@ def flood(
     inbox: int = 5,
     connections: int = 8,
     timeout: float = 120,
+    wait: bool = True,
 ) -> FloodReport:
-    """Inject the incident, wait until every queued message shows in `postqueue -j`, report counts."""
+    """Inject the incident, wait (unless told not to) until every queued message shows in `postqueue -j`."""
     rng = random.Random(f"{login}-{count}")  # noqa: S311 - repeatable, not secret
     address = f"{login}@{lab.domain}"
     forged = round(count * forged_fraction)
@@ -97,7 +98,7 @@ def flood(
         forged_senders=frozenset(s for s in senders if s != address),
     )
     deadline = time.monotonic() + timeout
-    while (size := queue_size(lab)) < before + report.queued:
+    while wait and (size := queue_size(lab)) < before + report.queued:
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {size - before} of {report.queued} flood messages reached the queue")
         time.sleep(0.2)

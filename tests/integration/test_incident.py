@@ -36,8 +36,7 @@ def mailfix(clean_lab, tmp_path, monkeypatch):
     monkeypatch.delenv("MAILFIX_MAILSERVER", raising=False)
 
     def run(user: str, *argv: str) -> tuple[int, str]:
-        monkeypatch.setenv("USER", user)
-        monkeypatch.setenv("LOGNAME", user)
+        monkeypatch.setenv("SUDO_USER", user)  # the tests run as root
         out = io.StringIO()
         return cli.main(list(argv), out=out), out.getvalue()
 
