@@ -6,10 +6,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import pwd
 import json
 import logging
+import os
+import pwd
 import sys
 import time
 from collections.abc import Sequence
