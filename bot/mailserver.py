@@ -26,6 +26,10 @@ def validate_account(value: str) -> str:
     return value.lower()
 
 
+# How Postfix shows the bounces' null sender: never an account to blame for a flood.
+NOT_ACCOUNTS = frozenset({"", "mailer-daemon"})
+
+
 @dataclass(frozen=True)
 class Account:
     """A mail account: its address and the SASL login it authenticates with."""

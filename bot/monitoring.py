@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bot.config import Config
-from bot.mailserver import Health, Ranked
+from bot.mailserver import NOT_ACCOUNTS, Health, Ranked
 from storage.models import Check, Incident
 
 # Not normal at the deadline of monitoring round N (0: after cleanup, 1: after restart, 2: after reboot).
@@ -22,7 +22,7 @@ def assess(health: Health, checks: Sequence[Check], monitor_round: int, config: 
     if health.queue_size >= config.normal_queue_size:
         reasons.append(f"queue {health.queue_size} ≥ {config.normal_queue_size}")
     for label, ranked in (("sender", health.top_sender), ("login", health.top_login)):
-        if ranked is not None and ranked.count >= config.flood_threshold:
+        if ranked is not None and ranked.count >= config.flood_threshold and ranked.name.lower() not in NOT_ACCOUNTS:
             reasons.append(
                 f"{label} {ranked.name} has {ranked.count} queued (flood threshold {config.flood_threshold})"
             )
@@ -37,7 +37,7 @@ def new_flood(health: Health, incident: Incident, flood_threshold: int) -> Ranke
     """Return a sender or login over the threshold that is not the incident's own account."""
     own = {incident.suspect_address, incident.suspect_login}
     for ranked in (health.top_login, health.top_sender):
-        if ranked is not None and ranked.count >= flood_threshold and ranked.name not in own:
+        if ranked is not None and ranked.count >= flood_threshold and ranked.name.lower() not in own | NOT_ACCOUNTS:
             return ranked
     return None
 

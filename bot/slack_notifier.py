@@ -66,7 +66,14 @@ class SlackNotifier:
         ref = self._posted.get(incident.id)
         channel = incident.slack_channel or (ref.channel if ref else self.config.channel)
         thread = incident.slack_ts or (ref.ts if ref else None)
-        self.client.chat_postMessage(channel=channel, thread_ts=thread, text=text)
+        self.client.chat_postMessage(channel=channel, thread_ts=thread, text=self._safe(text))
+
+    def _safe(self, text: str) -> str:
+        """Escape the step text (it quotes queue data a spammer controls) but keep our director mentions."""
+        safe = blocks.escape(text)
+        for director in self.config.directors:
+            safe = safe.replace(f"&lt;@{director}&gt;", f"<@{director}>")
+        return safe
 
     def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
         """DM the user found by their address; without one, show the password to the opener only."""

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TextIO
 
 from bot.config import Config
 from bot.errors import ExecutorError
-from bot.mailserver import Diagnosis, MailServer
+from bot.mailserver import NOT_ACCOUNTS, Diagnosis, MailServer
 from bot.notifier import MessageRef
 from bot.runbook import utcnow
 from bot.scheduler import Periodic
@@ -27,7 +27,6 @@ from storage.repository import DuplicateAlert, Repository
 
 log = logging.getLogger(__name__)
 FLOOD, UNREACHABLE = "flood", "unreachable"
-NOT_ACCOUNTS = frozenset({"", "mailer-daemon"})  # how Postfix shows the bounces' null sender
 # A flood ends when its count falls below this share of the threshold, not at the threshold itself:
 # a count wavering around the threshold would otherwise end and raise the alert again every poll.
 END_BELOW = 0.5

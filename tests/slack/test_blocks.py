@@ -177,3 +177,23 @@ def test_every_action_id_has_a_handler():
 def test_command_lines_parse_into_a_verb_and_argument_or_a_problem(text, verb, arg, problem):
     command = parse_command(text)
     assert (command.verb, command.arg) == (verb, arg) if not problem else problem in command.problem
+
+
+def test_thread_replies_escape_queue_data_but_keep_director_mentions(tmp_path):
+    from types import SimpleNamespace
+
+    from bot.slack_notifier import SlackNotifier
+    from tests.conftest import DIRECTOR, make_config
+
+    posted = []
+
+    class Client:
+        def chat_postMessage(self, **kwargs):
+            posted.append(kwargs)
+
+    notifier = SlackNotifier(Client(), make_config(tmp_path))
+    incident = SimpleNamespace(id=1, slack_channel="C0INCIDENT", slack_ts="1.0")
+    notifier.step_logged(incident, f':sos: <@{DIRECTOR}> sender "<!channel>"@x & <http://evil|bank> has 900')
+    text = posted[0]["text"]
+    assert f"<@{DIRECTOR}>" in text
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text and "&lt;http://evil|bank&gt;" in text
