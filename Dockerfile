@@ -14,12 +14,12 @@ COPY handlers ./handlers
 COPY storage ./storage
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home-dir /data mailfix \
-    && mkdir -p /data /config /keys \
+    && mkdir -p /data /config \
     && chown mailfix /data
 
 USER mailfix
 # The database, and the config with the SSH key and known_hosts, live outside the image.
-VOLUME ["/data", "/config", "/keys"]
+VOLUME ["/data", "/config"]
 EXPOSE 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ.get(\"PORT\", \"3000\")}/healthz', timeout=4)"

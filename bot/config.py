@@ -212,6 +212,11 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     )
 
 
+def _relative_to(base: Path, file: str) -> Path:
+    """Return `file` with ~ expanded, relative to the config's folder unless absolute."""
+    return base / Path(file).expanduser()
+
+
 class _Problems(list[str]):
     """Problems found so far, each prefixed with the file."""
 
@@ -253,8 +258,8 @@ def _parse_servers(value: Any, path: Path, problems: _Problems) -> tuple[ServerC
             seen.add(name)
         for key in ("key_file", "known_hosts"):
             file = table.get(key)
-            if isinstance(file, str) and file and not (base / file).expanduser().is_file():
-                bad(f"{where}.{key}", f"file not found: {base / file}")
+            if isinstance(file, str) and file and not _relative_to(base, file).is_file():
+                bad(f"{where}.{key}", f"file not found: {_relative_to(base, file)}")
         port = table.get("port", 22)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             bad(f"{where}.port", f"must be a TCP port, got {port!r}")
@@ -276,7 +281,7 @@ def _parse_servers(value: Any, path: Path, problems: _Problems) -> tuple[ServerC
         if len(problems) > before:
             continue
         values = {k: table[k] for k in table if k in _SERVER_KEYS}
-        values["key_file"] = (base / table["key_file"]).expanduser()
-        values["known_hosts"] = (base / table["known_hosts"]).expanduser()
+        values["key_file"] = _relative_to(base, table["key_file"])
+        values["known_hosts"] = _relative_to(base, table["known_hosts"])
         servers.append(ServerConfig(**values))
     return tuple(servers)

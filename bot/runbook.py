@@ -235,7 +235,7 @@ class Runbook:
     def reject(self, incident_id: int, *, actor: str, pick: str | None = None) -> Incident:
         """A director says "not this account" (optionally naming the right one)."""
         if pick is not None:
-            return self.fire(incident_id, Event.PICK, actor=actor, pick=pick)
+            return self.fire(incident_id, Event.PICK, actor=actor, pick=validate_account(pick))
         return self.fire(incident_id, Event.REJECT, actor=actor)
 
     def contain(self, incident_id: int, *, actor: str, account: str) -> Incident:
@@ -482,7 +482,9 @@ class Runbook:
         if event in (Event.REJECT, Event.PICK) and incident.suspect_address:
             changes["rejected_accounts"] = [*incident.rejected_accounts, incident.suspect_address]
         if event in (Event.PICK, Event.CONTAIN):
-            changes["picked_account"] = str(data["pick"])
+            changes |= {"picked_account": str(data["pick"]), "suspect_named_by": actor}
+        elif event == Event.REJECT:
+            changes["suspect_named_by"] = None
         if target == State.MONITORING:
             rounds = {Event.NO_FLOOD: 0, Event.NOTIFIED: 0, Event.RESTARTED: 1, Event.REBOOTED: 2}
             monitor_round = rounds.get(event, incident.monitor_round)
@@ -522,13 +524,11 @@ class Runbook:
             raise NotAuthorized(actor, event, f"only operators or directors may {event.replace('_', ' ')}")
         if guard in (Guard.DIRECTOR, Guard.APPROVER) and actor not in config.directors:
             raise NotAuthorized(actor, event, "only the IT director can approve this")
-        if (
-            guard == Guard.APPROVER
-            and incident is not None
-            and not config.allow_self_approval
-            and actor == incident.opened_by
-        ):
-            raise NotAuthorized(actor, event, "you opened this incident: another director must approve (four-eyes)")
+        if guard == Guard.APPROVER and incident is not None and not config.allow_self_approval:
+            if actor == incident.opened_by:
+                raise NotAuthorized(actor, event, "you opened this incident: another director must approve (four-eyes)")
+            if actor == incident.suspect_named_by:
+                raise NotAuthorized(actor, event, "you named this account: another director must approve (four-eyes)")
 
     def _already_done(self, incident: Incident, event: Event) -> AlreadyDone | None:
         if event not in PAST_TENSE:

@@ -69,6 +69,7 @@ class Incident(Base):
     suspect_address: Mapped[str | None] = mapped_column(String(254))
     suspect_login: Mapped[str | None] = mapped_column(String(254))
     picked_account: Mapped[str | None] = mapped_column(String(254))
+    suspect_named_by: Mapped[str | None] = mapped_column(String(32))  # who picked the suspect by hand
     rejected_accounts: Mapped[list[str]] = mapped_column(JSON, default=list)
     diagnosis: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     opened_by: Mapped[str] = mapped_column(String(32))

@@ -9,6 +9,7 @@ import pytest
 from bot.errors import (
     AlreadyDone,
     ApprovalExpired,
+    InvalidAccount,
     InvalidTransition,
     NotAuthorized,
     ServerBusy,
@@ -306,3 +307,19 @@ def test_an_unconfirmed_password_is_withdrawn_after_the_configured_time(runbook,
     assert runbook.get(incident.id).password_ciphertext is None
     assert notifier.withdrawn == [incident.id]
     assert runbook.confirm_password(incident.id, actor=OPERATOR) is False
+
+
+def test_the_director_who_picked_the_account_may_not_approve_its_cleanup(runbook):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    incident = runbook.reject(incident.id, actor=DIRECTOR, pick="alice")
+    with pytest.raises(NotAuthorized, match="you named this account"):
+        runbook.approve(incident.id, actor=DIRECTOR)
+    assert runbook.approve(incident.id, actor=DIRECTOR2).state == State.MONITORING
+
+
+def test_a_malformed_pick_is_refused_before_anything_changes(runbook, server):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    calls = list(server.calls)
+    with pytest.raises(InvalidAccount):
+        runbook.reject(incident.id, actor=DIRECTOR, pick="bob; reboot")
+    assert runbook.get(incident.id).state == State.AWAITING_APPROVAL and server.calls == calls

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("suspect_address", sa.String(length=254), nullable=True),
         sa.Column("suspect_login", sa.String(length=254), nullable=True),
         sa.Column("picked_account", sa.String(length=254), nullable=True),
+        sa.Column("suspect_named_by", sa.String(length=32), nullable=True),
         sa.Column("rejected_accounts", sa.JSON(), nullable=False),
         sa.Column("diagnosis", sa.JSON(), nullable=False),
         sa.Column("opened_by", sa.String(length=32), nullable=False),
