@@ -38,7 +38,7 @@ from storage.models import Approval, Incident
 from storage.repository import DuplicateOpen, DuplicateStep, NewApproval, Repository, StaleVersion
 
 log = logging.getLogger(__name__)
-SYSTEM = "mailfix"  # the actor of events the bot fires itself
+SYSTEM = steps.SYSTEM_ACTOR  # the actor of events the bot fires itself
 # A running step's worker renews its lease every LEASE/3; another worker (process, replica) treats a
 # started step as crashed, and re-checks it, only once the lease has run out.
 LEASE = timedelta(seconds=15)
@@ -248,9 +248,15 @@ class Runbook:
     def retry(self, incident_id: int, *, actor: str) -> Incident:
         return self.fire(incident_id, Event.RETRY, actor=actor)
 
-    def confirm_password(self, incident_id: int, *, actor: str) -> bool:
-        """The user has the new password: erase it and withdraw the message; False if already done."""
-        return self.withdraw_password(self.get(incident_id), actor, "password_confirmed")
+    def confirm_password(self, incident_id: int, *, actor: str, account: str | None = None) -> bool:
+        """The user has the new password: erase it and withdraw the message; False if already done.
+
+        `account` (from the button) makes sure a late click never erases another account's password.
+        """
+        incident = self.get(incident_id)
+        if account is not None and account != incident.password_for:
+            return False
+        return self.withdraw_password(incident, actor, "password_confirmed")
 
     def withdraw_password(self, incident: Incident, actor: str, action: str) -> bool:
         if not self.repo.erase_password(incident_id=incident.id):
@@ -566,6 +572,7 @@ class Runbook:
             notifier=self.notifier,
             save=save,
             now=self.now,
+            withdraw_password=self.withdraw_password,
         )
 
     def tell(self, incident: Incident) -> None:

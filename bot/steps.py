@@ -33,6 +33,7 @@ class StepContext:
     notifier: Notifier
     save: Callable[..., None]
     now: Callable[[], datetime]
+    withdraw_password: Callable[[Incident, str, str], bool]
 
     @property
     def account(self) -> Account:
@@ -118,6 +119,7 @@ def _delete(kind: str) -> Step:
     return Step(f"delete_{kind}", run, verify)
 
 
+SYSTEM_ACTOR = "mailfix"
 _NOT_HELD = frozenset({"active", "deferred", "incoming", "maildrop"})
 
 
@@ -154,7 +156,11 @@ def _record_containment(ctx: StepContext) -> StepOutcome:
 
 def _change_password(ctx: StepContext) -> StepOutcome:
     # Stored (encrypted) before it is set, so a retry after a crash sets the same one again.
-    if ctx.incident.password_ciphertext is None or ctx.incident.password_for != ctx.account.address:
+    if ctx.incident.password_ciphertext is not None and ctx.incident.password_for != ctx.account.address:
+        # One slot per incident: a second account's cleanup withdraws the first one's unconfirmed message.
+        ctx.withdraw_password(ctx.incident, SYSTEM_ACTOR, "password_withdrawn_for_next_account")
+        ctx.incident.password_ciphertext = None
+    if ctx.incident.password_ciphertext is None:
         ctx.save(password_ciphertext=ctx.vault.encrypt(generate_password()), password_for=ctx.account.address)
     ciphertext = ctx.incident.password_ciphertext
     assert ciphertext is not None  # saved just above

@@ -25,7 +25,12 @@ def incident_id(body: dict) -> int:
 
 def picked(body: dict) -> tuple[int, str]:
     """Return the incident id and the account chosen in the "pick another account" select."""
-    number, _, account = body["actions"][0]["selected_option"]["value"].partition(":")
+    return picked_value(body["actions"][0]["selected_option"]["value"])
+
+
+def picked_value(value: str) -> tuple[int, str]:
+    """Split an "<incident id>:<account>" value."""
+    number, _, account = value.partition(":")
     return int(number), account
 
 
@@ -101,7 +106,8 @@ def handle_confirm_password_action(ack: Ack, body: dict, runbook: Runbook, worke
 def _confirm_password(runbook: Runbook, body: dict, client: WebClient) -> None:
     # The runbook erases the password and rewrites the DM; an operator's ephemeral note has no
     # message to rewrite, so it is replaced through its response_url.
-    erased = runbook.confirm_password(incident_id(body), actor=user_of(body))
+    number, account = picked_value(body["actions"][0]["value"])
+    erased = runbook.confirm_password(number, actor=user_of(body), account=account or None)
     if (body.get("container") or {}).get("is_ephemeral"):
         tell(body, client, password_blocks.password_erased_note(), replace=True)
     elif not erased:

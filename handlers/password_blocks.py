@@ -19,7 +19,12 @@ def password_dm(*, incident_id: int, address: str, user_id: str, password: str, 
         section(f"*Your new password:* `{password}`", BlockId.PASSWORD),
         ActionsBlock(
             elements=[
-                button("I have saved my new password", ActionId.CONFIRM_PASSWORD, str(incident_id), style="primary")
+                button(
+                    "I have saved my new password",
+                    ActionId.CONFIRM_PASSWORD,
+                    f"{incident_id}:{address}",
+                    style="primary",
+                )
             ],
             block_id=BlockId.PASSWORD_ACTIONS,
         ),
@@ -69,7 +74,9 @@ def password_for_operator(*, incident_id: int, address: str, password: str) -> M
         ),
         section(f"`{password}`", BlockId.PASSWORD),
         ActionsBlock(
-            elements=[button("I have told the user", ActionId.CONFIRM_PASSWORD, str(incident_id), style="primary")],
+            elements=[
+                button("I have told the user", ActionId.CONFIRM_PASSWORD, f"{incident_id}:{address}", style="primary")
+            ],
             block_id=BlockId.PASSWORD_ACTIONS,
         ),
     ]
@@ -80,3 +87,8 @@ def password_erased_note() -> Message:
     """Return what replaces the operator's ephemeral password note once confirmed."""
     text = ":lock: The new password is erased from mailfix."
     return to_message(text, [section(text)])
+
+
+def _value(incident_id: int, address: str) -> str:
+    """The confirm button's value: the incident and the account whose password it confirms."""
+    return f"{incident_id}:{address}"

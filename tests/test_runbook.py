@@ -269,6 +269,23 @@ def test_a_new_flood_while_monitoring_is_reported_and_can_be_contained(runbook, 
     assert [address for address, _ in notifier.passwords] == ["victim@example.org", "mallory@example.org"]
 
 
+def test_a_late_confirmation_never_erases_another_accounts_password(runbook, server, notifier, clock):
+    notifier.confirm = False
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    runbook.approve(incident.id, actor=DIRECTOR)
+    server.flood("mallory", 150)
+    clock.advance(seconds=30)
+    Upkeep(runbook).tick(incident.id)
+    runbook.contain(incident.id, actor=OPERATOR, account="mallory")
+    incident = runbook.approve(incident.id, actor=DIRECTOR)
+    # victim's unconfirmed message was withdrawn before mallory's password took the slot
+    assert notifier.withdrawn == [incident.id] and incident.password_for == "mallory@example.org"
+    assert runbook.confirm_password(incident.id, actor=OPERATOR, account="victim@example.org") is False
+    assert runbook.get(incident.id).password_ciphertext is not None
+    assert runbook.confirm_password(incident.id, actor=OPERATOR, account="mallory@example.org") is True
+    assert runbook.get(incident.id).password_ciphertext is None
+
+
 def test_without_hold_before_approval_nothing_changes_until_approved(make_runbook, server):
     runbook = make_runbook(hold_before_approval=False)
     incident = runbook.start(server="mail1", actor=OPERATOR)

@@ -54,7 +54,7 @@ def test_a_director_approves_the_user_gets_the_password_by_dm_and_it_leaves_slac
     for run in bot.incident().steps:
         if run.step == "notify_user":
             dm_channel, dm_ts = run.summary["message_channel"], run.summary["message_ts"]
-    ack, _ = bot.sender.click("confirm_password", VICTIM, value="1", channel=dm_channel, message_ts=dm_ts)
+    ack, _ = bot.sender.click("confirm_password", VICTIM, value="1:victim@example.org", channel=dm_channel, message_ts=dm_ts)
     assert ack.status == 200
     bot.slack.wait_call("chat.update", channel=dm_channel, ts=dm_ts)
     assert password not in json.dumps(bot.slack.message(dm_channel, dm_ts))
@@ -87,7 +87,7 @@ def test_a_user_not_in_slack_gets_the_password_through_the_operator(bot):
         what="the note in the thread",
     )
 
-    _, trigger = bot.sender.click("confirm_password", OPERATOR, value="1", ephemeral=True)
+    _, trigger = bot.sender.click("confirm_password", OPERATOR, value="1:victim@example.org", ephemeral=True)
     reply = bot.slack.wait_response(trigger)
     assert reply["replace_original"] is True and "erased" in reply["text"]
     assert bot.incident().password_ciphertext is None

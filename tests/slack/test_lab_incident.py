@@ -60,7 +60,7 @@ def test_a_full_incident_from_slack_against_the_lab(clean_lab, slack, tmp_path):
         bot.sender.click(
             "confirm_password",
             VICTIM,
-            value="1",
+            value="1:victim@lab.test",
             channel=run.summary["message_channel"],
             message_ts=run.summary["message_ts"],
         )
