@@ -4,7 +4,8 @@ smtpd logs one line per accepted message, in syslog format
 `Nov 27 13:45:01 mail postfix/smtpd[812]: 4XyZ: client=h[10.0.0.9], sasl_method=PLAIN, sasl_username=victim`
 or in Postfix's own `maillog_file` format, which starts `2024-11-27T13:45:01.123456+00:00 mail ...`.
 Both end the same way, and only that end is parsed. Queue IDs can be reused, so for each ID the
-newest line wins (the rotated `.1` file is read first, then the current one).
+newest line wins (the rotated `.1` file is read first, then the current one) — including a newer
+`client=` line without a SASL login, or a pickup `uid=` line, which clears the ID's attribution.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from bot.queue import account_aliases, ranked
 # What `grep -o -E` keeps of each line on the server, so only ~80 bytes per message travel. In the
 # C locale and with `.*` rather than a precise list of members, grep reads 77 MB of log (100,000
 # messages) in 0.3 s instead of 2.9 s; the exact expression below then parses what it sends.
-GREP_PATTERN = r"[0-9A-Za-z]+: client=.*sasl_username=[^ ,]+"
+GREP_PATTERN = r"[0-9A-Za-z]+: (client=[^ ,]*(, .*sasl_username=[^ ,]+)?|uid=[0-9]+)"
+_ENTRY_RE = re.compile(rb"([0-9A-Za-z]+): (?:client=|uid=)")
 _LINE_RE = re.compile(rb"([0-9A-Za-z]+): client=[^ ]*(?:, [a-z_]+=[^ ,]*)*?, sasl_username=([^ ,\r\n]+)")
 _MISSING_RE = re.compile(r"grep: (.+): No such file or directory")
 
@@ -52,9 +54,14 @@ def parse_sasl_lines(lines: Iterable[bytes]) -> dict[str, str]:
     login_of: dict[str, str] = {}
     logins: dict[bytes, str] = {}  # one str per distinct login, not one per message
     search = _LINE_RE.search
+    entry = _ENTRY_RE.search
     for line in lines:
         found = search(line)
         if found is None:
+            # A message that got this (reused) ID without a SASL login: forget the old attribution.
+            unattributed = entry(line)
+            if unattributed is not None:
+                login_of.pop(unattributed[1].decode("ascii"), None)
             continue
         raw = found[2]
         login = logins.get(raw)

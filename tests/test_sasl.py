@@ -49,10 +49,10 @@ def test_the_server_side_grep_output_parses_the_same() -> None:
         found = subprocess.run(["grep", "-o", "-E", GREP_PATTERN], input=whole, capture_output=True).stdout
         assert found and len(found) < len(whole)
         assert parse_sasl_lines(found.splitlines()) == parse_sasl_lines([whole])
-    assert (
-        subprocess.run(["grep", "-c", "-E", GREP_PATTERN], input=b"\n".join(NOISE), capture_output=True).stdout.strip()
-        == b"0"
-    )
+    # Of the noise, only the message accepted without SASL is sent (it clears a reused ID), and it names no login.
+    kept = subprocess.run(["grep", "-o", "-E", GREP_PATTERN], input=b"\n".join(NOISE), capture_output=True).stdout
+    assert kept == b"5DEF34: client=localhost[127.0.0.1]\n"
+    assert parse_sasl_lines(kept.splitlines()) == {}
 
 
 def test_rank_logins_counts_only_queued_ids() -> None:
@@ -83,3 +83,14 @@ def test_set_block_adds_and_removes_only_the_given_keys() -> None:
 def test_an_empty_map_blocks_nobody(text: str) -> None:
     """An empty or comment-only map has no blocked keys."""
     assert blocked_keys(text) == set()
+
+
+def test_a_reused_queue_id_without_a_sasl_login_is_no_longer_attributed():
+    lines = [
+        b"Nov 27 13:45:01 mail postfix/smtpd[812]: 4XyZ: client=h[10.0.0.9], sasl_method=PLAIN, sasl_username=victim",
+        b"Nov 27 13:45:02 mail postfix/smtpd[812]: 5AbC: client=h[10.0.0.9], sasl_method=PLAIN, sasl_username=victim",
+        b"Nov 27 14:02:11 mail postfix/smtpd[901]: 4XyZ: client=mx.example.com[192.0.2.7]",
+        b"Nov 27 14:02:12 mail postfix/pickup[902]: 5AbC: uid=0 from=<root>",
+    ]
+    assert parse_sasl_lines(lines) == {}
+    assert parse_sasl_lines(lines[:2]) == {"4XyZ": "victim", "5AbC": "victim"}

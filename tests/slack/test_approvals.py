@@ -54,7 +54,9 @@ def test_a_director_approves_the_user_gets_the_password_by_dm_and_it_leaves_slac
     for run in bot.incident().steps:
         if run.step == "notify_user":
             dm_channel, dm_ts = run.summary["message_channel"], run.summary["message_ts"]
-    ack, _ = bot.sender.click("confirm_password", VICTIM, value="1:victim@example.org", channel=dm_channel, message_ts=dm_ts)
+    ack, _ = bot.sender.click(
+        "confirm_password", VICTIM, value="1:victim@example.org", channel=dm_channel, message_ts=dm_ts
+    )
     assert ack.status == 200
     bot.slack.wait_call("chat.update", channel=dm_channel, ts=dm_ts)
     assert password not in json.dumps(bot.slack.message(dm_channel, dm_ts))
