@@ -45,7 +45,7 @@ class ServerConfig:
     reboot_deadline_seconds: int = 900
     connect_timeout_seconds: float = 10.0
     command_timeout_seconds: float = 300.0
-    compression: bool = True
+    compression: bool = False  # helps on slow links; costs CPU on a LAN
     public_ip: str = ""
 
 
