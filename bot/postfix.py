@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from bot.config import ServerConfig
 from bot.diagnosis import find_suspect
-from bot.errors import CommandFailed, CommandTimeout, HostUnreachable
+from bot.errors import CommandFailed, CommandTimeout, HostUnreachable, MailfixError
 from bot.executor import CommandResult, RemoteProcess, SSHExecutor, command_failed
 from bot.mailserver import (
     Account,
@@ -68,7 +68,7 @@ class PostfixServer:
 
     def diagnose(self, *, flood_threshold: int, exclude: frozenset[str] = frozenset()) -> Diagnosis:
         """Snapshot the queue, attribute it to SASL logins and name a suspect, changing nothing."""
-        aggregator = self._aggregate()
+        aggregator, prefetched = self._aggregate(prefetch_samples=True)
         domain = self.server.mail_domain
         account, runner_up = find_suspect(aggregator, domain, flood_threshold=flood_threshold, exclude=exclude)
         suspect = None
@@ -79,7 +79,7 @@ class PostfixServer:
                 queued_from=_count(aggregator.senders, account_aliases(account.address, domain)),
                 queued_to=_count(aggregator.recipients, account_aliases(account.address, domain)),
                 queued_by_login=_count(aggregator.logins, account_aliases(account.login, domain)),
-                sample_subjects=self._subjects(ids[:SAMPLE_SUBJECTS]),
+                sample_subjects=prefetched.subjects(ids[:SAMPLE_SUBJECTS], self._subjects),
             )
         return Diagnosis(
             snapshot=aggregator.snapshot(), suspect=suspect, runner_up=runner_up, warnings=tuple(self.warnings)
@@ -168,7 +168,7 @@ class PostfixServer:
         """Return whether Postfix runs, the queue size and its top sender and login."""
         running = self.postfix_running()
         # postqueue -j still lists a stopped Postfix: it reads the queue directory itself.
-        snapshot = self._aggregate().snapshot()
+        snapshot = self._aggregate(prefetch_samples=False)[0].snapshot()
         return Health(
             postfix_running=running,
             queue_size=snapshot.total,
@@ -230,23 +230,28 @@ class PostfixServer:
             log.warning("%s: %s", self.executor.host, warning)
         return sasl
 
-    def _aggregate(self) -> QueueAggregator:
+    def _aggregate(self, *, prefetch_samples: bool) -> tuple[QueueAggregator, _Prefetch]:
         listing = self._listing()
         aggregator = QueueAggregator(login_of=None, mail_domain=self.server.mail_domain)
+        prefetch = _Prefetch()
         # The log is read on a second channel while the listing is parsed: neither waits for the other.
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        # A third fetches the sample subjects of the account leading so far (a flood leads early).
+        with ThreadPoolExecutor(max_workers=2) as pool:
             sasl = pool.submit(self._read_sasl)
             try:
                 for batch in listing.line_batches():
                     aggregator.add_batch(batch)
                     if aggregator.login_of is None and sasl.done():
                         aggregator.set_logins(sasl.result().login_of)
+                    if prefetch_samples and prefetch.ids is None and aggregator.total >= PREFETCH_AFTER:
+                        prefetch.start(pool, _leading_samples(aggregator), self._subjects)
                 listing.wait()
                 if aggregator.login_of is None:
                     aggregator.set_logins(sasl.result().login_of)
             finally:
                 listing.close()
-        return aggregator
+            prefetch.settle()
+        return aggregator, prefetch
 
     def _select(self, selection: Selection) -> tuple[RemoteProcess, SelectionMatcher]:
         listing = self._listing()
@@ -372,6 +377,44 @@ def _batches(ids: Iterator[str]) -> Iterator[bytes]:
             batch.clear()
     if batch:
         yield ("\n".join(batch) + "\n").encode()
+
+
+PREFETCH_AFTER = 2000  # messages seen before guessing which account's subjects to fetch
+
+
+class _Prefetch:
+    """Sample subjects fetched while the listing still streams, used if the guess was the suspect."""
+
+    def __init__(self) -> None:
+        self.ids: tuple[str, ...] | None = None
+        self._future: Future[tuple[str, ...]] | None = None
+        self._result: tuple[str, ...] = ()
+
+    def start(self, pool: ThreadPoolExecutor, ids: list[str], fetch: Callable[[list[str]], tuple[str, ...]]) -> None:
+        self.ids = tuple(ids)
+        if ids:
+            self._future = pool.submit(fetch, ids)
+
+    def settle(self) -> None:
+        """Wait for the fetch; a failed guess is simply not used."""
+        if self._future is not None:
+            try:
+                self._result = self._future.result()
+            except MailfixError:
+                self.ids = ()
+
+    def subjects(self, ids: list[str], fetch: Callable[[list[str]], tuple[str, ...]]) -> tuple[str, ...]:
+        return self._result if ids and tuple(ids) == self.ids else fetch(ids)
+
+
+def _leading_samples(aggregator: QueueAggregator) -> list[str]:
+    """Return the sample IDs of the login (or else the local sender) with the most messages so far."""
+    for counter in (aggregator.logins, aggregator.senders):
+        for name, _ in counter.most_common(3):
+            ids = aggregator.samples.get(name)
+            if ids and len(ids) >= SAMPLE_SUBJECTS:
+                return ids[:SAMPLE_SUBJECTS]
+    return []
 
 
 def _count(counter: dict[str, int], names: frozenset[str]) -> int:
