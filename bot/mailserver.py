@@ -41,10 +41,6 @@ class Account:
         validate_account(self.address)
         validate_account(self.login)
 
-    @property
-    def local_part(self) -> str:
-        return self.address.split("@", 1)[0]
-
 
 @dataclass(frozen=True)
 class Selection:

@@ -43,19 +43,3 @@ class Notifier(Protocol):
     def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
         """Rewrite the message at `ref` without the password (confirmed, or kept too long)."""
         ...
-
-
-class NullNotifier:
-    """Tells nobody: for read-only commands."""
-
-    def incident_changed(self, incident: Incident) -> MessageRef | None:
-        return None
-
-    def step_logged(self, incident: Incident, text: str) -> None:
-        return None
-
-    def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
-        return Delivery(via="none", confirmed=False, note="no notifier: password kept encrypted")
-
-    def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
-        return None

@@ -139,10 +139,6 @@ class QueueAggregator:
                 batch = []
         self.add_batch(batch)
 
-    def add_line(self, line: bytes) -> None:
-        """Aggregate one line."""
-        self.add_batch([line])
-
     def add_batch(self, lines: list[bytes]) -> None:
         """Aggregate a list of lines; blank lines are skipped, malformed ones counted."""
         # Whole-batch list comprehensions and Counter.update keep the per-message cost low:
@@ -274,8 +270,3 @@ def select_ids(
         queue_name, queue_id = found
         if (queues is None or queue_name in queues) and queue_name not in skip_queues:
             yield queue_id
-
-
-def count_matching(lines: Iterable[bytes], matcher: SelectionMatcher, **filters: Any) -> int:
-    """Return how many lines match."""
-    return sum(1 for _ in select_ids(lines, matcher, **filters))

@@ -53,7 +53,6 @@ class Step:
     name: str
     run: Callable[[StepContext], StepOutcome]
     verify: Callable[[StepContext], bool] | None = None
-    changes_server: bool = True
     when: Callable[[StepContext], bool] = lambda ctx: True
 
 
@@ -208,7 +207,7 @@ def _postfix_running(ctx: StepContext) -> bool:
     return ctx.server.health(flood_threshold=ctx.config.flood_threshold).postfix_running
 
 
-DIAGNOSE = Step("diagnose", _diagnose, changes_server=False)
+DIAGNOSE = Step("diagnose", _diagnose)
 HOLD_FROM, HOLD_LOGIN = _hold("from"), _hold("login")
 DELETE_FROM, DELETE_LOGIN, DELETE_TO = _delete("from"), _delete("login"), _delete("to")
 BLOCK_LOGIN = Step(
@@ -219,11 +218,11 @@ BLOCK_LOGIN = Step(
 )
 UNBLOCK_LOGIN = Step("unblock_login", _unblock, lambda ctx: not ctx.server.is_login_blocked(ctx.account))
 KICK_SESSIONS = Step("kick_sessions", _kick)
-RECORD_CONTAINMENT = Step("record_containment", _record_containment, changes_server=False)
+RECORD_CONTAINMENT = Step("record_containment", _record_containment)
 RELEASE_HELD = Step("release_held", _release)
 CHANGE_PASSWORD = Step("change_password", _change_password)
 PURGE_INBOX = Step("purge_inbox", _purge, lambda ctx: ctx.server.inbox_count(ctx.account) == 0)
-NOTIFY_USER = Step("notify_user", _notify, changes_server=False)
+NOTIFY_USER = Step("notify_user", _notify)
 RESTART_POSTFIX = Step("restart_postfix", _restart)
 FLUSH_QUEUE = Step("flush_queue", _flush)
 REBOOT = Step("reboot", _reboot, _postfix_running)
