@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from bot.config import ServerConfig
 from bot.diagnosis import find_suspect
 from bot.errors import CommandFailed, CommandTimeout, HostUnreachable, MailfixError
-from bot.executor import CommandResult, RemoteProcess, SSHExecutor, command_failed
+from bot.executor import CommandResult, RemoteProcess, SSHExecutor, command_failed, reblocked
 from bot.mailserver import (
     Account,
     Diagnosis,
@@ -73,13 +73,14 @@ class PostfixServer:
         account, runner_up = find_suspect(aggregator, domain, flood_threshold=flood_threshold, exclude=exclude)
         suspect = None
         if account is not None:
-            ids = aggregator.samples.get(account.login) or aggregator.samples.get(account.address) or []
+            # Messages sent as the login (forged senders too), else from the address.
+            samples = [aggregator.samples.get(name, [])[:SAMPLE_SUBJECTS] for name in (account.login, account.address)]
             suspect = Suspect(
                 account=account,
                 queued_from=_count(aggregator.senders, account_aliases(account.address, domain)),
                 queued_to=_count(aggregator.recipients, account_aliases(account.address, domain)),
                 queued_by_login=_count(aggregator.logins, account_aliases(account.login, domain)),
-                sample_subjects=prefetched.subjects(ids[:SAMPLE_SUBJECTS], self._subjects),
+                sample_subjects=prefetched.subjects(samples, self._subjects),
             )
         return Diagnosis(
             snapshot=aggregator.snapshot(), suspect=suspect, runner_up=runner_up, warnings=tuple(self.warnings)
@@ -326,24 +327,6 @@ class PostfixServer:
         return self.executor.run(["cat", BOOT_ID], timeout=self.server.connect_timeout_seconds).text.strip()
 
 
-# Runs "$@" with one of its streams re-blocked by dd, keeping its exit status (dash has no pipefail).
-_DD = "dd bs={bs} iflag=fullblock status=none"
-_REBLOCK = {
-    "stdout": 'exec 3>&1; rc=$( { { "$@"; echo $? >&4; } | ' + _DD + " >&3; } 4>&1 )",
-    "stderr": 'exec 3>&1; rc=$( { { "$@" 2>&1 >&3; echo $? >&4; } | ' + _DD + " >&2; } 4>&1 )",
-}
-
-
-def reblocked(argv: Sequence[str], *, stream: str = "stdout", block_size: int = 256 * 1024) -> list[str]:
-    """Return argv running `argv` with its stdout (or stderr) gathered into blocks on the server.
-
-    postqueue -j writes a line at a time and postsuper a line per queue ID on stderr; sshd turns
-    each write into an SSH packet, and at 100,000 packets paramiko's per-packet cost dominates.
-    """
-    script = _REBLOCK[stream].replace("{bs}", str(block_size)) + '; exit "${rc:-1}"'
-    return ["sh", "-c", script, "sh", *argv]
-
-
 def connect(server: ServerConfig) -> PostfixServer:
     """Return a PostfixServer for `server` whose SSH connection is open and checked."""
     mail_server = PostfixServer(server)
@@ -403,8 +386,14 @@ class _Prefetch:
             except MailfixError:
                 self.ids = ()
 
-    def subjects(self, ids: list[str], fetch: Callable[[list[str]], tuple[str, ...]]) -> tuple[str, ...]:
-        return self._result if ids and tuple(ids) == self.ids else fetch(ids)
+    def subjects(self, samples: Sequence[list[str]], fetch: Callable[[list[str]], tuple[str, ...]]) -> tuple[str, ...]:
+        """Return the prefetched subjects if the guess was one of `samples`, else fetch the first non-empty one.
+
+        The guess is made before the log names the logins, so it is often the address's samples.
+        """
+        if any(ids and tuple(ids) == self.ids for ids in samples):
+            return self._result
+        return fetch(next((ids for ids in samples if ids), []))
 
 
 def _leading_samples(aggregator: QueueAggregator) -> list[str]:

@@ -14,10 +14,13 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
-from bot.mailserver import QueueSnapshot, Ranked, Selection
+from bot.mailserver import NOT_ACCOUNTS, QueueSnapshot, Ranked, Selection
 
 _loads: Callable[[bytes | str], Any]
 try:  # orjson parses a queue line several times faster than json
@@ -54,7 +57,7 @@ def parse_line(line: bytes | str) -> Message | None:
 def sender_of(message: Message) -> str:
     """Return the envelope sender lower-cased, the null sender as MAILER-DAEMON."""
     sender = message.get("sender")
-    if not isinstance(sender, str) or not sender or sender == NULL_SENDER:
+    if not isinstance(sender, str) or sender.lower() in NOT_ACCOUNTS:
         return NULL_SENDER
     return sender.lower()
 
@@ -65,20 +68,6 @@ def recipients_of(message: Message) -> set[str]:
     for recipient in message.get("recipients") or ():
         if isinstance(recipient, dict) and isinstance(recipient.get("address"), str):
             found.add(recipient["address"].lower())
-    return found
-
-
-def _recipients_of_all(messages: list[Message]) -> list[str]:
-    """Return every message's distinct recipients, lower-cased, in one list (fast path: one recipient)."""
-    found: list[str] = []
-    for message in messages:
-        recipients = message.get("recipients")
-        if type(recipients) is list and len(recipients) == 1:
-            address = recipients[0].get("address") if type(recipients[0]) is dict else None
-            if type(address) is str:
-                found.append(address.lower())
-        elif recipients:
-            found.extend(recipients_of(message))
     return found
 
 
@@ -94,8 +83,103 @@ def account_aliases(name: str, mail_domain: str) -> frozenset[str]:
     return frozenset({name, local}) if at == domain else frozenset({name})
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A batch of `postqueue -j` lines as columns: one entry per message, in listing order."""
+
+    queue_names: list[str]
+    ids: list[str]
+    senders: list[str]  # lower-cased, the null sender as MAILER-DAEMON
+    recipients: list[str]  # every message's distinct recipients, lower-cased, one after the other
+    total_bytes: int
+    oldest_arrival: float | None
+    malformed: int
+
+
+def parse_batch(lines: list[bytes]) -> Batch:
+    """Return the messages of `lines` as a Batch; blank lines are skipped, malformed ones counted.
+
+    Postfix's usual lines go through a handful of C-level passes (one JSON parse for the batch,
+    then map/itemgetter per field); a batch with anything unusual is parsed a message at a time.
+    In a flood it reads 100,000 messages while postqueue and sshd want the same CPU.
+    """
+    return _parse_regular(lines) or _parse_each(lines)
+
+
+_GET_FIELDS = [
+    itemgetter(name) for name in ("queue_name", "queue_id", "sender", "message_size", "arrival_time", "recipients")
+]
+_GET_ADDRESS = itemgetter("address")
+
+
+def _parse_regular(lines: list[bytes]) -> Batch | None:
+    """Return the Batch when every line is an object with the usual members and types, else None."""
+    present = list(filter(None, lines))
+    try:
+        messages = _loads(b"[" + b",".join(present) + b"]")
+        if len(messages) != len(present) or not _all_of(messages, dict):
+            return None
+        names, ids, senders, sizes, arrivals, recipient_lists = (list(map(get, messages)) for get in _GET_FIELDS)
+        recipients = list(chain.from_iterable(recipient_lists))
+        if not (
+            _all_of(names, str) and _all_of(ids, str) and _all_of(senders, str) and _all_of(sizes, int)
+            and _all_of(arrivals, int) and _all_of(recipient_lists, list) and _all_of(recipients, dict)
+        ):  # fmt: skip
+            return None
+        addresses = list(map(_GET_ADDRESS, recipients))
+        if not _all_of(addresses, str):
+            return None
+    except (ValueError, KeyError, TypeError):
+        return None
+    if set(map(len, recipient_lists)) != {1}:  # not one recipient each: count a message once per address
+        addresses = [address for found in recipient_lists for address in {r["address"].lower() for r in found}]
+    senders = list(map(str.lower, senders))
+    if not NOT_ACCOUNTS.isdisjoint(senders):
+        senders = [NULL_SENDER if sender in NOT_ACCOUNTS else sender for sender in senders]
+    return Batch(
+        queue_names=names,
+        ids=ids,
+        senders=senders,
+        recipients=list(map(str.lower, addresses)),
+        total_bytes=sum(sizes),
+        oldest_arrival=min(arrivals, default=None),
+        malformed=0,
+    )
+
+
+def _all_of(values: list[Any], kind: type) -> bool:
+    """Return True when every value is exactly of type `kind` (bool is not an int here)."""
+    return set(map(type, values)) <= {kind}
+
+
+def _parse_each(lines: list[bytes]) -> Batch:
+    """Return the Batch of `lines` parsed one by one, tolerating anything."""
+    messages = []
+    malformed = 0
+    for line in lines:
+        try:
+            message = _loads(line)
+        except ValueError:
+            malformed += bool(line.strip())
+            continue
+        if type(message) is dict and type(message.get("queue_id")) is str:
+            messages.append(message)
+        else:
+            malformed += 1
+    arrivals: list[float] = [a for m in messages if isinstance(a := m.get("arrival_time"), int | float)]
+    return Batch(
+        queue_names=[str(m.get("queue_name", "unknown")) for m in messages],
+        ids=[m["queue_id"] for m in messages],
+        senders=[sender_of(m) for m in messages],
+        recipients=[address for m in messages for address in recipients_of(m)],
+        total_bytes=sum(s for m in messages if type(s := m.get("message_size")) is int),
+        oldest_arrival=min(arrivals, default=None),
+        malformed=malformed,
+    )
+
+
 class QueueAggregator:
-    """Totals, rankings and a few sample IDs of a queue, fed one `postqueue -j` line at a time."""
+    """Totals, rankings and a few sample IDs of a queue, fed one batch of `postqueue -j` lines at a time."""
 
     def __init__(
         self,
@@ -141,57 +225,48 @@ class QueueAggregator:
 
     def add_batch(self, lines: list[bytes]) -> None:
         """Aggregate a list of lines; blank lines are skipped, malformed ones counted."""
-        # Whole-batch list comprehensions and Counter.update keep the per-message cost low:
-        # this loop runs once per queued message, 100,000 times in a flood.
-        messages = []
-        for line in lines:
-            try:
-                message = _loads(line)
-            except ValueError:
-                self.malformed += bool(line.strip())
-                continue
-            if type(message) is dict and type(message.get("queue_id")) is str:
-                messages.append(message)
-            else:
-                self.malformed += 1
-        if not messages:
+        batch = parse_batch(lines)
+        self.malformed += batch.malformed
+        if not batch.ids:
             return
-        self.total += len(messages)
-        self.by_queue.update([str(m.get("queue_name", "unknown")) for m in messages])
-        self.total_bytes += sum(s for m in messages if type(s := m.get("message_size")) is int)
-        arrivals: list[float] = [a for m in messages if isinstance(a := m.get("arrival_time"), int | float)]
-        if arrivals:
-            oldest = min(arrivals)
+        self.total += len(batch.ids)
+        self.total_bytes += batch.total_bytes
+        if batch.oldest_arrival is not None:
+            oldest = batch.oldest_arrival
             self.oldest_arrival = oldest if self.oldest_arrival is None else min(self.oldest_arrival, oldest)
-        senders = [sender_of(m) for m in messages]
-        self.senders.update(senders)
-        self.recipients.update(_recipients_of_all(messages))
-        ids = [m["queue_id"] for m in messages]
+        # Counter.update on a list counts in C.
+        self.by_queue.update(batch.queue_names)
+        self.senders.update(batch.senders)
+        self.recipients.update(batch.recipients)
         if self.mail_suffix:
-            suffix = self.mail_suffix
-            for sender, queue_id in zip(senders, ids, strict=True):
-                if sender.endswith(suffix):
-                    self._sample(sender, queue_id)
+            self._sample(batch.senders, batch.ids, suffix=self.mail_suffix)
         if self.login_of is None:
-            self._pending_ids.extend(ids)
+            self._pending_ids.extend(batch.ids)
         else:
-            self._attribute(ids)
+            self._attribute(batch.ids)
 
     def _attribute(self, ids: list[str]) -> None:
         if not self.login_of:
             return
-        get = self.login_of.get
-        found = [(queue_id, login) for queue_id in ids if (login := get(queue_id)) is not None]
-        self.logins.update([login for _, login in found])
-        for queue_id, login in found:
-            self._sample(login, queue_id)
+        logins = list(map(self.login_of.get, ids))
+        self.logins.update(filter(None, logins))
+        self._sample(logins, ids)
 
-    def _sample(self, name: str, queue_id: str) -> None:
-        ids = self.samples.get(name)
-        if ids is None:
-            self.samples[name] = [queue_id]
-        elif len(ids) < SAMPLES_PER_NAME:
-            ids.append(queue_id)
+    def _sample(self, names: Sequence[str | None], ids: list[str], *, suffix: str = "") -> None:
+        """Keep the first queue IDs of each name (ending with `suffix`) that has fewer than it needs."""
+        samples = self.samples
+        wanted = {
+            name
+            for name in set(names)
+            if name is not None and name.endswith(suffix) and len(samples.get(name, ())) < SAMPLES_PER_NAME
+        }
+        if not wanted:  # in a flood, after the first batch: the busy names have their samples
+            return
+        for name, queue_id in zip(names, ids, strict=True):
+            if name in wanted:
+                found = samples.setdefault(name, [])  # type: ignore[arg-type]
+                if len(found) < SAMPLES_PER_NAME:
+                    found.append(queue_id)
 
     def snapshot(self) -> QueueSnapshot:
         """Return the aggregates as a QueueSnapshot."""

@@ -17,16 +17,20 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bot.executor import SSHExecutor, command_failed
+from bot.executor import SSHExecutor, command_failed, reblocked
 from bot.mailserver import Ranked
 from bot.queue import account_aliases, ranked
 
-# What `grep -o -E` keeps of each line on the server, so only ~80 bytes per message travel. In the
-# C locale and with `.*` rather than a precise list of members, grep reads 77 MB of log (100,000
-# messages) in 0.3 s instead of 2.9 s; the exact expression below then parses what it sends.
-GREP_PATTERN = r"[0-9A-Za-z]+: (client=[^ ,]*(, .*sasl_username=[^ ,]+)?|uid=[0-9]+)"
-_ENTRY_RE = re.compile(rb"([0-9A-Za-z]+): (?:client=|uid=)")
-_LINE_RE = re.compile(rb"([0-9A-Za-z]+): client=[^ ]*(?:, [a-z_]+=[^ ,]*)*?, sasl_username=([^ ,\r\n]+)")
+# The server sends only the lines that may name a queue ID's login: grep -F finds them (0.06 s for
+# 100 MB of log, where `grep -o -E` with a pattern took 0.8 s) and sed cuts the syslog prefix up
+# to the process name, so about 85 bytes per message travel. The exact expression below then
+# parses them; any line the sed does not shorten still parses, only more slowly.
+LOG_FILTER = ["env", "LC_ALL=C", "grep", "-h", "-F", "-e", ": client=", "-e", ": uid=", "--"]
+LOG_TRIM = "LC_ALL=C sed 's/^[^]]*]: //'"
+# One entry per accepted message: its queue ID and, when it authenticated, the SASL login (else "").
+_ENTRY_RE = re.compile(
+    r"([0-9A-Za-z]+): (?:client=[^ \n]*(?:, [a-z_]+=[^ ,\n]*)*?, sasl_username=([^ ,\r\n]+)|client=|uid=)"
+)
 _MISSING_RE = re.compile(r"grep: (.+): No such file or directory")
 
 log = logging.getLogger(__name__)
@@ -49,25 +53,21 @@ class SaslLog:
         return ()
 
 
-def parse_sasl_lines(lines: Iterable[bytes]) -> dict[str, str]:
-    """Return queue ID -> lower-cased SASL login from log lines, the later line winning for a reused ID."""
+def parse_sasl_lines(blocks: Iterable[bytes]) -> dict[str, str]:
+    """Return queue ID -> lower-cased SASL login from log lines, or blocks of whole lines.
+
+    The later entry wins for a reused ID; an entry without a login forgets the ID. One findall
+    per block keeps the per-message work in C (100,000 entries in a flood).
+    """
     login_of: dict[str, str] = {}
-    logins: dict[bytes, str] = {}  # one str per distinct login, not one per message
-    search = _LINE_RE.search
-    entry = _ENTRY_RE.search
-    for line in lines:
-        found = search(line)
-        if found is None:
-            # A message that got this (reused) ID without a SASL login: forget the old attribution.
-            unattributed = entry(line)
-            if unattributed is not None:
-                login_of.pop(unattributed[1].decode("ascii"), None)
-            continue
-        raw = found[2]
-        login = logins.get(raw)
-        if login is None:
-            login = logins[raw] = sys.intern(raw.decode("utf-8", "replace").lower())
-        login_of[found[1].decode("ascii")] = login
+    for block in blocks:
+        login_of.update(_ENTRY_RE.findall(block.decode("utf-8", "replace")))
+    # In place, to keep the peak low: one shared string per login, then the forgotten IDs go.
+    folded = {login: sys.intern(login.lower()) for login in set(login_of.values())}
+    for queue_id, login in login_of.items():  # only values change: iterating stays valid
+        login_of[queue_id] = folded[login]
+    for queue_id in [queue_id for queue_id, login in login_of.items() if not login]:
+        del login_of[queue_id]
     return login_of
 
 
@@ -78,10 +78,10 @@ def log_files(path: str) -> tuple[str, str]:
 
 def read_sasl_log(executor: SSHExecutor, path: str, *, timeout: float | None = None) -> SaslLog:
     """Fetch the `sasl_username=` lines of the log (rotated file first) through `executor` and parse them."""
-    argv = ["env", "LC_ALL=C", "grep", "-h", "-o", "-E", GREP_PATTERN, *log_files(path)]
+    argv = reblocked([*LOG_FILTER, *log_files(path)], through=LOG_TRIM)
     process = executor.start(argv, timeout=timeout)
     process.close_stdin()
-    login_of = parse_sasl_lines(process.lines())
+    login_of = parse_sasl_lines(process.blocks())
     result = process.wait(check=False)
     missing = tuple(found[1] for found in _MISSING_RE.finditer(result.stderr_tail))
     other_errors = [line for line in result.stderr_tail.splitlines() if not _MISSING_RE.search(line)]

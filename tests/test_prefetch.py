@@ -19,9 +19,11 @@ def test_a_right_guess_is_used_and_a_wrong_one_fetches_again():
         prefetch = _Prefetch()
         prefetch.start(pool, ["A", "B"], fetch)
         prefetch.settle()
-    assert prefetch.subjects(["A", "B"], fetch) == ("subject of A", "subject of B")
+    assert prefetch.subjects([["A", "B"]], fetch) == ("subject of A", "subject of B")
+    # The login's samples differ, but the guess was the address's: no second fetch.
+    assert prefetch.subjects([["X", "Y"], ["A", "B"]], fetch) == ("subject of A", "subject of B")
     assert fetched == [["A", "B"]]
-    assert prefetch.subjects(["C"], fetch) == ("subject of C",)
+    assert prefetch.subjects([[], ["C"]], fetch) == ("subject of C",)
     assert fetched == [["A", "B"], ["C"]]
 
 
@@ -33,4 +35,4 @@ def test_a_failed_guess_falls_back_to_fetching():
         prefetch = _Prefetch()
         prefetch.start(pool, ["A"], failing)
         prefetch.settle()
-    assert prefetch.subjects(["A"], lambda ids: ("fetched again",)) == ("fetched again",)
+    assert prefetch.subjects([["A"]], lambda ids: ("fetched again",)) == ("fetched again",)

@@ -8,7 +8,15 @@ import pytest
 
 from bot.diagnosis import diagnosis_to_json, find_suspect, render_diagnosis
 from bot.mailserver import Diagnosis, Selection
-from bot.queue import QueueAggregator, SelectionMatcher, account_aliases, parse_line, select_ids
+from bot.queue import (
+    QueueAggregator,
+    SelectionMatcher,
+    _parse_each,
+    _parse_regular,
+    account_aliases,
+    parse_line,
+    select_ids,
+)
 
 DOMAIN = "lab.test"
 NOW = 1_700_000_000
@@ -215,3 +223,43 @@ def test_parse_line_reads_queue_id(queue_id: str) -> None:
     """parse_line returns the object with its queue ID."""
     message = parse_line(next(x for x in QUEUE if queue_id.encode() in x))
     assert message is not None and message["queue_id"] == queue_id
+
+
+def test_the_fast_batch_parse_agrees_with_the_message_by_message_one() -> None:
+    """Postfix's usual lines take the fast path, which must count exactly like the careful one."""
+    regular = [
+        QUEUE,
+        [QUEUE[0], b"", QUEUE[1]],  # a blank line is skipped by both
+        [line("D1", "MAILER-DAEMON", "Victim@Lab.Test"), line("D2", "Bob@Lab.Test")],  # null sender, no recipient
+        [line("D3", "a@lab.test", "X@example.com", "x@EXAMPLE.com", "y@example.com")],  # an address twice
+        [line("D4", "a@lab.test"), line("D5", "a@lab.test", "z@example.com", "Z@example.com")],  # 0 and 2 recipients
+        [],
+    ]
+    for lines in regular:
+        fast = _parse_regular(lines)
+        assert fast is not None
+        assert fast == _parse_each(lines)
+    assert _parse_each(regular[3]).recipients.count("x@example.com") == 1
+    assert _parse_each(regular[4]).recipients == ["z@example.com"]
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"{oops",
+        b"[1, 2]",
+        b'{"queue_name": "active"}',  # no queue ID
+        b"   ",
+        line("E1", "a@lab.test", "b@example.com").replace(b'"message_size": 500', b'"message_size": "500"'),
+        line("E3", "a@lab.test", "b@example.com").replace(b'"arrival_time": 1699999940', b'"arrival_time": 1.5'),
+        line("E4", "a@lab.test", "b@example.com")[:-1] + b', "x": 1}, {"queue_id": "E5"}',  # two values, one line
+        b'{"queue_name": "deferred", "queue_id": "E6", "sender": null, "recipients": []}',
+    ],
+)
+def test_an_unusual_line_sends_its_batch_the_careful_way(odd: bytes) -> None:
+    """Anything the fast path does not expect is left to the message-by-message parse, which agrees with it."""
+    lines = [QUEUE[0], odd, QUEUE[1]]
+    assert _parse_regular(lines) is None
+    careful = _parse_each(lines)
+    aggregator = aggregate(lines)
+    assert aggregator.total == len(careful.ids) and aggregator.malformed == careful.malformed

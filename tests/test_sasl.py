@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from bot.sasl import GREP_PATTERN, blocked_keys, login_keys, parse_sasl_lines, rank_logins, set_block
+from bot.executor import reblocked
+from bot.sasl import LOG_FILTER, LOG_TRIM, blocked_keys, login_keys, parse_sasl_lines, rank_logins, set_block
 
 SYSLOG = (
     b"Nov 27 13:45:01 mail postfix/smtpd[812]: 4ABC12: client=localhost[127.0.0.1], "
@@ -43,14 +45,21 @@ def test_a_reused_queue_id_keeps_the_newest_login() -> None:
     assert parse_sasl_lines([older, newer]) == {"4ABC12": "alice"}
 
 
-def test_the_server_side_grep_output_parses_the_same() -> None:
-    """What `grep -o -E GREP_PATTERN` sends back parses like the whole line."""
+def server_filter(log: Path, lines: list[bytes]) -> bytes:
+    """Return what the server-side filter of read_sasl_log sends back for a log of `lines`."""
+    log.write_bytes(b"".join(line + b"\n" for line in lines))
+    argv = reblocked([*LOG_FILTER, str(log)], through=LOG_TRIM)
+    return subprocess.run(argv, capture_output=True, check=True).stdout
+
+
+def test_the_server_side_filter_output_parses_the_same(tmp_path: Path) -> None:
+    """What grep -F and sed send back is shorter than the log and parses like the whole lines."""
     for whole in (SYSLOG, MAILLOG):
-        found = subprocess.run(["grep", "-o", "-E", GREP_PATTERN], input=whole, capture_output=True).stdout
-        assert found and len(found) < len(whole)
+        found = server_filter(tmp_path / "log", [whole])
+        assert found.startswith((b"4ABC12: client=", b"4jbZV81P9LzBwdh: client=")) and len(found) < len(whole)
         assert parse_sasl_lines(found.splitlines()) == parse_sasl_lines([whole])
     # Of the noise, only the message accepted without SASL is sent (it clears a reused ID), and it names no login.
-    kept = subprocess.run(["grep", "-o", "-E", GREP_PATTERN], input=b"\n".join(NOISE), capture_output=True).stdout
+    kept = server_filter(tmp_path / "log", NOISE)
     assert kept == b"5DEF34: client=localhost[127.0.0.1]\n"
     assert parse_sasl_lines(kept.splitlines()) == {}
 
@@ -94,3 +103,17 @@ def test_a_reused_queue_id_without_a_sasl_login_is_no_longer_attributed():
     ]
     assert parse_sasl_lines(lines) == {}
     assert parse_sasl_lines(lines[:2]) == {"4XyZ": "victim", "5AbC": "victim"}
+
+
+def test_blocks_of_many_lines_parse_like_the_lines_one_by_one() -> None:
+    """A block of whole lines, as the SSH stream delivers them, gives the same map, reuse rules included."""
+    reused = SYSLOG.replace(b"13:45:01", b"14:00:00").replace(b"sasl_method=PLAIN, sasl_username=victim", b"")
+    lines = [SYSLOG, MAILLOG, *NOISE, reused, SYSLOG.replace(b"4ABC12", b"7XYZ")]
+    assert (
+        parse_sasl_lines([b"\n".join(lines) + b"\n"])
+        == parse_sasl_lines(lines)
+        == {
+            "4jbZV81P9LzBwdh": "juana@lab.test",
+            "7XYZ": "victim",
+        }
+    )

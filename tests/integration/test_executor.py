@@ -51,6 +51,16 @@ def test_stream_yields_every_line_of_a_large_output(executor: SSHExecutor) -> No
     assert count == 300_000 and last == b"300000"
 
 
+def test_blocks_hold_whole_lines_and_lose_nothing(executor: SSHExecutor) -> None:
+    """Blocks are cut after a newline, whatever the SSH packets were; a last line without one comes last."""
+    process = executor.start(["sh", "-c", "seq 1 300000; printf tail"])
+    process.close_stdin()
+    blocks = list(process.blocks())
+    process.wait()
+    assert len(blocks) > 1 and all(block.endswith(b"\n") for block in blocks[:-1])
+    assert b"".join(blocks) == b"".join(b"%d\n" % n for n in range(1, 300_001)) + b"tail"
+
+
 def test_stdin_bytes_and_chunks_reach_the_command_intact(executor: SSHExecutor) -> None:
     """Several MB of stdin, given at once or as chunks, arrive byte for byte."""
     data = bytes(range(256)) * 20_000  # 5 MB
