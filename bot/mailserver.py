@@ -179,6 +179,10 @@ class MailServer(Protocol):
         """Reboot and wait until SSH and Postfix answer again, or raise HostUnreachable."""
         ...
 
+    def boot_id(self) -> str:
+        """Return the ID of the server's current boot (it changes with every boot)."""
+        ...
+
     def close(self) -> None: ...
 
 

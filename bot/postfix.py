@@ -190,7 +190,7 @@ class PostfixServer:
     def reboot(self, *, deadline_seconds: float) -> None:
         """Reboot and wait until SSH and Postfix answer again, or raise HostUnreachable."""
         deadline = time.monotonic() + deadline_seconds
-        before = self._boot_id()
+        before = self.boot_id()
         try:
             self._run_shell(self.server.reboot_command, timeout=min(60.0, deadline_seconds))
         except (HostUnreachable, CommandTimeout, CommandFailed) as exc:
@@ -203,7 +203,7 @@ class PostfixServer:
             time.sleep(REBOOT_POLL_SECONDS)
             self.executor.close()  # a fresh connection each time: only a new one proves sshd is back
             try:
-                booted = self._boot_id()
+                booted = self.boot_id()
                 if (went_down or booted != before) and self.postfix_running():
                     return
             except (HostUnreachable, CommandTimeout):
@@ -323,7 +323,8 @@ class PostfixServer:
             raise CommandFailed(self.executor.host, f"could not archive the INBOX of {login!r} (Maildir expected)", tar)
         return target
 
-    def _boot_id(self) -> str:
+    def boot_id(self) -> str:
+        """Return the kernel's boot ID (it changes with every boot)."""
         return self.executor.run(["cat", BOOT_ID], timeout=self.server.connect_timeout_seconds).text.strip()
 
 

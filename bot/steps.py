@@ -199,12 +199,16 @@ def _flush(ctx: StepContext) -> StepOutcome:
 
 
 def _reboot(ctx: StepContext) -> StepOutcome:
+    # Saved before the command goes out, so that a crash can be told apart from a reboot.
+    ctx.save(boot_id_before_reboot=ctx.server.boot_id())
     ctx.server.reboot(deadline_seconds=ctx.server_config.reboot_deadline_seconds)
     return StepOutcome({}, "Rebooted; SSH and Postfix answer again")
 
 
-def _postfix_running(ctx: StepContext) -> bool:
-    return ctx.server.health(flood_threshold=ctx.config.flood_threshold).postfix_running
+def _rebooted(ctx: StepContext) -> bool:
+    """Return True when the server booted since the reboot step saved its boot ID."""
+    before = ctx.incident.boot_id_before_reboot
+    return before is not None and ctx.server.boot_id() != before
 
 
 DIAGNOSE = Step("diagnose", _diagnose)
@@ -225,4 +229,4 @@ PURGE_INBOX = Step("purge_inbox", _purge, lambda ctx: ctx.server.inbox_count(ctx
 NOTIFY_USER = Step("notify_user", _notify)
 RESTART_POSTFIX = Step("restart_postfix", _restart)
 FLUSH_QUEUE = Step("flush_queue", _flush)
-REBOOT = Step("reboot", _reboot, _postfix_running)
+REBOOT = Step("reboot", _reboot, _rebooted)

@@ -78,6 +78,8 @@ class Incident(Base):
     closed_at: Mapped[datetime | None] = mapped_column()
     monitor_round: Mapped[int] = mapped_column(Integer, default=0)
     monitor_deadline: Mapped[datetime | None] = mapped_column()
+    # Read just before the reboot command: after a crash, an unchanged boot ID means it never went out.
+    boot_id_before_reboot: Mapped[str | None] = mapped_column(String(64))
     # The new password, Fernet-encrypted, from just before it is set until the user has it.
     password_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     password_for: Mapped[str | None] = mapped_column(String(254))

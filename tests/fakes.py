@@ -53,6 +53,7 @@ class FakeMailServer:
     inbox: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     postfix_running: bool = True
+    boots: int = 1  # how many times the server has booted
     fail_on: str = ""  # a method name that raises CommandFailed
     state_file: Path | None = None
     block_after: str = ""  # a method that, once applied and saved, hangs (for the crash test)
@@ -190,7 +191,12 @@ class FakeMailServer:
     def reboot(self, *, deadline_seconds: float) -> None:
         self._call("reboot")
         self.postfix_running = True
+        self.boots += 1
         self._done("reboot", None)
+
+    def boot_id(self) -> str:
+        self._load()
+        return f"boot-{self.boots}"
 
     def close(self) -> None:
         pass
@@ -224,6 +230,7 @@ class FakeMailServer:
             "inbox": self.inbox,
             "calls": self.calls,
             "postfix_running": self.postfix_running,
+            "boots": self.boots,
         }
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
@@ -238,6 +245,7 @@ class FakeMailServer:
         self.blocked = set(data["blocked"])
         self.calls = [tuple(c) for c in data["calls"]]  # type: ignore[misc]
         self.postfix_running = data["postfix_running"]
+        self.boots = data["boots"]
 
     @classmethod
     def from_file(cls, path: Path, **kwargs: Any) -> FakeMailServer:

@@ -233,6 +233,29 @@ def test_monitoring_that_stays_bad_escalates_to_restart_then_reboot_approval(run
     assert incident.failure.startswith("needs a human: mail is still not normal after a Postfix restart and a reboot")
 
 
+@pytest.mark.parametrize("rebooted", [False, True])
+def test_a_reboot_cut_short_by_a_crash_is_told_apart_by_the_boot_id(runbook, server, repo, clock, rebooted):
+    """Started but not done: a new boot ID means it happened; the same one means it never went out."""
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    runbook.approve(incident.id, actor=DIRECTOR)
+    server.flood("bob", 80)
+    for minutes in (16, 6):
+        clock.advance(minutes=minutes)
+        incident = Upkeep(runbook).tick(incident.id)
+    incident = runbook.fire(incident.id, Event.APPROVE_REBOOT, actor=DIRECTOR, run=False)
+    assert incident.state == State.REBOOTING
+    # The crash: the step was recorded and the boot ID saved, then the bot died (before or after the command).
+    repo.start_step(incident_id=incident.id, phase=incident.phase, step="reboot", attempt=1, actor=SYSTEM, now=clock())
+    repo.set_fields(incident_id=incident.id, boot_id_before_reboot=server.boot_id())
+    if rebooted:
+        server.reboot(deadline_seconds=60)
+    incident = Upkeep(runbook).run_due()[0]
+    assert incident.state == State.MONITORING
+    assert server.calls_to("reboot") == [""]  # exactly one reboot either way
+    reboot = [r for r in incident.steps if r.step == "reboot"]
+    assert ("verified" in reboot[-1].summary) is rebooted
+
+
 def test_a_server_that_does_not_come_back_from_the_reboot_fails_for_a_human(runbook, server, notifier, clock):
     incident = runbook.start(server="mail1", actor=OPERATOR)
     runbook.approve(incident.id, actor=DIRECTOR)
