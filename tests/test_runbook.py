@@ -233,15 +233,22 @@ def test_monitoring_that_stays_bad_escalates_to_restart_then_reboot_approval(run
     assert incident.failure.startswith("needs a human: mail is still not normal after a Postfix restart and a reboot")
 
 
-@pytest.mark.parametrize("rebooted", [False, True])
-def test_a_reboot_cut_short_by_a_crash_is_told_apart_by_the_boot_id(runbook, server, repo, clock, rebooted):
-    """Started but not done: a new boot ID means it happened; the same one means it never went out."""
+def awaiting_reboot_approval(runbook, server, clock):
+    """Return an incident whose queue stayed bad after the cleanup and the Postfix restart."""
     incident = runbook.start(server="mail1", actor=OPERATOR)
     runbook.approve(incident.id, actor=DIRECTOR)
     server.flood("bob", 80)
     for minutes in (16, 6):
         clock.advance(minutes=minutes)
         incident = Upkeep(runbook).tick(incident.id)
+    assert incident.state == State.AWAITING_REBOOT_APPROVAL
+    return incident
+
+
+@pytest.mark.parametrize("rebooted", [False, True])
+def test_a_reboot_cut_short_by_a_crash_is_told_apart_by_the_boot_id(runbook, server, repo, clock, rebooted):
+    """Started but not done: a new boot ID means it happened; the same one means it never went out."""
+    incident = awaiting_reboot_approval(runbook, server, clock)
     incident = runbook.fire(incident.id, Event.APPROVE_REBOOT, actor=DIRECTOR, run=False)
     assert incident.state == State.REBOOTING
     # The crash: the step was recorded and the boot ID saved, then the bot died (before or after the command).
@@ -257,13 +264,7 @@ def test_a_reboot_cut_short_by_a_crash_is_told_apart_by_the_boot_id(runbook, ser
 
 
 def test_a_server_that_does_not_come_back_from_the_reboot_fails_for_a_human(runbook, server, notifier, clock):
-    incident = runbook.start(server="mail1", actor=OPERATOR)
-    runbook.approve(incident.id, actor=DIRECTOR)
-    server.flood("bob", 80)
-    for minutes in (16, 6):
-        clock.advance(minutes=minutes)
-        incident = Upkeep(runbook).tick(incident.id)
-    assert incident.state == State.AWAITING_REBOOT_APPROVAL
+    incident = awaiting_reboot_approval(runbook, server, clock)
     server.fail_on = "reboot"
     incident = runbook.approve(incident.id, actor=DIRECTOR)
     assert incident.state == State.FAILED and incident.failed_state == State.REBOOTING
