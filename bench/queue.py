@@ -22,8 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from bot.mailserver import Selection
-from bot.postfix import PostfixServer
+from bot.core.mailserver import Selection
+from bot.mail.postfix import PostfixServer
 from tests.integration.flood import flood
 from tests.integration.lab import Lab
 
@@ -69,8 +69,8 @@ def peak_memory_mb(lab: Lab) -> tuple[float, float]:
 import sys
 from pathlib import Path
 from bot.config import ServerConfig
-from bot.mailserver import Selection
-from bot.postfix import PostfixServer
+from bot.core.mailserver import Selection
+from bot.mail.postfix import PostfixServer
 c = {config!r}
 server = PostfixServer(ServerConfig(name="lab", host="127.0.0.1", port=c["port"], user="root",
     key_file=Path(c["key"]), known_hosts=Path(c["known"]), mail_domain="lab.test", postfix_log=c["log"]))

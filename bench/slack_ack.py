@@ -175,7 +175,7 @@ def lab_main(args: argparse.Namespace) -> int:
         with FakeSlackServer(slack), tempfile.TemporaryDirectory() as tmp:
             server = lab.server_config(user="root", command_timeout_seconds=900.0)
             config = write_server_config(Path(tmp), server, settings=LAB_SETTINGS, name="lab.toml")
-            bot = start_bot(Path(tmp), slack, MAILFIX_CONFIG=str(config), MAILFIX_MAILSERVER="bot.postfix:connect")
+            bot = start_bot(Path(tmp), slack, MAILFIX_CONFIG=str(config), MAILFIX_MAILSERVER="bot.mail.postfix:connect")
             try:
                 ack, _ = bot.sender.command("start", OPERATOR)
                 if ack.status != 200:

@@ -7,10 +7,10 @@ import os
 from collections.abc import Callable
 
 from bot.config import Config, Secrets, ServerConfig, load_config
-from bot.mailserver import MailServer
-from bot.notifier import Notifier
-from bot.runbook import Runbook
-from bot.vault import Vault
+from bot.core.mailserver import MailServer
+from bot.core.notifier import Notifier
+from bot.core.runbook import Runbook
+from bot.core.vault import Vault
 from storage.db import make_engine, upgrade
 from storage.repository import Repository
 
@@ -21,7 +21,7 @@ MAILSERVER_ENV = "MAILFIX_MAILSERVER"
 
 def server_factory(config: Config) -> Callable[[str], MailServer]:
     """Return a function that connects to a configured server by name."""
-    target = os.environ.get(MAILSERVER_ENV, "bot.postfix:connect")
+    target = os.environ.get(MAILSERVER_ENV, "bot.mail.postfix:connect")
     module_name, _, attr = target.partition(":")
     connect: Callable[[ServerConfig], MailServer] = getattr(importlib.import_module(module_name), attr)
     return lambda name: connect(config.server(name))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_bolt import Ack, App
 
-from bot.runbook import Event, Runbook
+from bot.core.runbook import Event, Runbook
 from handlers import blocks, password_blocks
 from handlers.ids import ActionId
 from handlers.replies import tell, user_of
@@ -15,7 +15,7 @@ from handlers.replies import tell, user_of
 if TYPE_CHECKING:
     from slack_sdk import WebClient
 
-    from bot.app import Worker
+    from handlers.app import Worker
 
 
 def incident_id(body: dict) -> int:

@@ -25,11 +25,11 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 
-from bot import monitoring
+from bot.core import monitoring
+from bot.core.mailserver import validate_account
+from bot.core.runbook import APPROVAL_FOR, TERMINAL, State
+from bot.core.watch import UNREACHABLE, alert_text
 from bot.errors import InvalidAccount
-from bot.mailserver import validate_account
-from bot.runbook import APPROVAL_FOR, TERMINAL, State
-from bot.watch import UNREACHABLE, alert_text
 from handlers.ids import COMMAND, ActionId, BlockId
 from storage.models import Approval, FloodAlert, Incident
 

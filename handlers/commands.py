@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from slack_bolt import Ack, App, Respond
 
-from bot.report import report_markdown
-from bot.runbook import Event, Runbook
+from bot.core.report import report_markdown
+from bot.core.runbook import Event, Runbook
 from handlers import blocks
 from handlers.ids import COMMANDS
 
 if TYPE_CHECKING:
-    from bot.app import Worker
+    from handlers.app import Worker
 
 # verb → (fewest, most) arguments
 VERBS: Mapping[str, tuple[int, int]] = {

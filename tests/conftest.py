@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import Config, ServerConfig
-from bot.runbook import Runbook
-from bot.vault import Vault
+from bot.core.runbook import Runbook
+from bot.core.vault import Vault
 from storage.db import make_engine, upgrade
 from storage.repository import Repository
 from tests.fakes import FakeMailServer, RecordingNotifier

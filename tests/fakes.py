@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import ServerConfig
-from bot.errors import CommandFailed
-from bot.mailserver import (
+from bot.core.mailserver import (
     Account,
     Diagnosis,
     Health,
@@ -27,7 +26,8 @@ from bot.mailserver import (
     Selection,
     Suspect,
 )
-from bot.notifier import Delivery, MessageRef
+from bot.core.notifier import Delivery, MessageRef
+from bot.errors import CommandFailed
 from storage.models import Incident
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bot import cli
+from bot.terminal import cli
 from tests.clitools import fake_env
 from tests.fakes import FakeMailServer
 

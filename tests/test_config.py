@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
 from bot.config import load_config
 from bot.errors import ConfigError, UnknownServer
+from bot.terminal import cli
 from tests.clitools import write_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from bot import cli
-from bot.dnsbl import blocklist_report, check_listings, parse_server, removal_url, validate_ipv4
+from bot.mail.dnsbl import blocklist_report, check_listings, parse_server, removal_url, validate_ipv4
+from bot.terminal import cli
 from tests.clitools import write_config
 from tests.conftest import make_config
 from tests.dnsserver import DNSServer

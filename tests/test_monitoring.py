@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from bot.mailserver import Health, Ranked
-from bot.monitoring import assess, new_flood, sparkline
+from bot.core.mailserver import Health, Ranked
+from bot.core.monitoring import assess, new_flood, sparkline
 from tests.conftest import make_config
 
 

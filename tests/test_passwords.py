@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from bot.config import ServerConfig
+from bot.core.mailserver import Account, Password
 from bot.errors import CommandFailed
-from bot.executor import CommandResult
-from bot.mailserver import Account, Password
-from bot.passwords import generate_password, replace_hash, set_password
+from bot.mail.executor import CommandResult
+from bot.mail.passwords import generate_password, replace_hash, set_password
 
 
 @dataclass

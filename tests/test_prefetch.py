@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.errors import CommandFailed
-from bot.postfix import _Prefetch
+from bot.mail.postfix import _Prefetch
 
 
 def test_a_right_guess_is_used_and_a_wrong_one_fetches_again():

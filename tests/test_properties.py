@@ -9,10 +9,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.core.runbook import TERMINAL, Runbook
+from bot.core.upkeep import Upkeep
+from bot.core.vault import Vault
 from bot.errors import MailfixError
-from bot.runbook import TERMINAL, Runbook
-from bot.upkeep import Upkeep
-from bot.vault import Vault
 from storage.db import make_engine, upgrade
 from storage.repository import Repository
 from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, SECRET_KEY, STRANGER, Clock, make_config

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bot.diagnosis import diagnosis_to_json, find_suspect, render_diagnosis
-from bot.mailserver import Diagnosis, Selection
-from bot.queue import (
+from bot.core.mailserver import Diagnosis, Selection
+from bot.mail.diagnosis import diagnosis_to_json, find_suspect, render_diagnosis
+from bot.mail.queue import (
     QueueAggregator,
     SelectionMatcher,
     _parse_each,
@@ -194,10 +194,10 @@ def test_forged_foreign_senders_are_never_suspects() -> None:
 
 
 def test_diagnosis_json_has_the_documented_keys() -> None:
-    """The JSON form follows the schema in bot.diagnosis and survives json.dumps."""
+    """The JSON form follows the schema in bot.mail.diagnosis and survives json.dumps."""
     aggregator = aggregate(QUEUE, LOGINS)
     account, runner_up = find_suspect(aggregator, DOMAIN, flood_threshold=3)
-    from bot.mailserver import Suspect
+    from bot.core.mailserver import Suspect
 
     assert account is not None
     diagnosis = Diagnosis(aggregator.snapshot(), Suspect(account, 2, 2, 3, ("Hi",)), runner_up)

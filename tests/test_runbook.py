@@ -6,6 +6,9 @@ import threading
 
 import pytest
 
+from bot.core.mailserver import Selection
+from bot.core.runbook import SYSTEM, TRANSITIONS, Event, Guard, State, next_state
+from bot.core.upkeep import Upkeep
 from bot.errors import (
     AlreadyDone,
     ApprovalExpired,
@@ -15,9 +18,6 @@ from bot.errors import (
     ServerBusy,
     UnknownServer,
 )
-from bot.mailserver import Selection
-from bot.runbook import SYSTEM, TRANSITIONS, Event, Guard, State, next_state
-from bot.upkeep import Upkeep
 from storage.models import Incident
 from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, STRANGER
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.executor import reblocked
-from bot.sasl import LOG_FILTER, LOG_TRIM, blocked_keys, login_keys, parse_sasl_lines, rank_logins, set_block
+from bot.mail.executor import reblocked
+from bot.mail.sasl import LOG_FILTER, LOG_TRIM, blocked_keys, login_keys, parse_sasl_lines, rank_logins, set_block
 
 SYSLOG = (
     b"Nov 27 13:45:01 mail postfix/smtpd[812]: 4ABC12: client=localhost[127.0.0.1], "

@@ -7,10 +7,10 @@ import shlex
 import pytest
 
 from bot.config import ServerConfig
+from bot.core.mailserver import Account, Selection, validate_account
 from bot.errors import InvalidAccount
-from bot.executor import SSHExecutor
-from bot.mailserver import Account, Selection, validate_account
-from bot.postfix import PostfixServer, decode_subject, postsuper_count
+from bot.mail.executor import SSHExecutor
+from bot.mail.postfix import PostfixServer, decode_subject, postsuper_count
 
 HOSTILE = [
     "bob; reboot",
@@ -88,7 +88,7 @@ def test_operations_refuse_hostile_names_before_sending_anything(name: str, oper
 
 def test_change_password_refuses_hostile_names_before_sending_anything() -> None:
     """The password backend is never reached with a hostile login."""
-    from bot.passwords import generate_password
+    from bot.mail.passwords import generate_password
 
     mail = PostfixServer(server(), executor=RefusingExecutor(server()))
     with pytest.raises(InvalidAccount):

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from bot import cli
+from bot.core.notifier import MessageRef
+from bot.core.watch import Watcher, alert_text
 from bot.errors import HostUnreachable
-from bot.notifier import MessageRef
-from bot.watch import Watcher, alert_text
+from bot.terminal import cli
 from storage.models import FloodAlert
 from storage.repository import DuplicateAlert
 from tests.clitools import fake_env

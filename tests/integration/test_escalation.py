@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.postfix import PostfixServer
-from bot.runbook import Runbook, State
-from bot.upkeep import Upkeep
-from bot.vault import Vault
+from bot.core.runbook import Runbook, State
+from bot.core.upkeep import Upkeep
+from bot.core.vault import Vault
+from bot.mail.postfix import PostfixServer
 from tests.conftest import DIRECTOR, OPERATOR, SECRET_KEY, Clock, make_config
 from tests.fakes import RecordingNotifier
 from tests.integration.flood import flood, queue_size

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import AuthFailed, CommandFailed, CommandTimeout, HostKeyMismatch, HostUnreachable
-from bot.executor import STDERR_TAIL_BYTES, SSHExecutor
+from bot.mail.executor import STDERR_TAIL_BYTES, SSHExecutor
 from tests.integration.lab import Lab, free_ports
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
+from bot.terminal import cli
 from tests.clitools import write_server_config
 from tests.conftest import SECRET_KEY
 from tests.integration.flood import flood, queue_entries

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from bot.postfix import connect
-from bot.watch import Watcher, alert_text
+from bot.core.watch import Watcher, alert_text
+from bot.mail.postfix import connect
 from tests.conftest import make_config
 from tests.integration.flood import flood
 from tests.test_watch import RecordingAlerts

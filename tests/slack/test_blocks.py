@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.runbook import State
+from bot.core.runbook import State
 from handlers import blocks, password_blocks
 from handlers.actions import HANDLERS
 from handlers.commands import parse_command
@@ -182,7 +182,7 @@ def test_command_lines_parse_into_a_verb_and_argument_or_a_problem(text, verb, a
 def test_thread_replies_escape_queue_data_but_keep_director_mentions(tmp_path):
     from types import SimpleNamespace
 
-    from bot.slack_notifier import SlackNotifier
+    from handlers.notifier import SlackNotifier
     from tests.conftest import DIRECTOR, make_config
 
     posted = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot import cli
+from bot.terminal import cli
 from tests.clitools import fake_env
 from tests.slack.conftest import start_bot, stop_bot
 

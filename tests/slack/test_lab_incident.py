@@ -26,7 +26,7 @@ def test_a_full_incident_from_slack_against_the_lab(clean_lab, slack, tmp_path):
         settings="flood_threshold = 100\nnormal_queue_size = 200\nmonitor_minutes = 0.05\ncheck_interval_seconds = 0.5",
         name="lab.toml",
     )
-    bot = start_bot(tmp_path, slack, MAILFIX_CONFIG=str(config), MAILFIX_MAILSERVER="bot.postfix:connect")
+    bot = start_bot(tmp_path, slack, MAILFIX_CONFIG=str(config), MAILFIX_MAILSERVER="bot.mail.postfix:connect")
     try:
         ack, _ = bot.sender.command("start lab", OPERATOR)
         assert ack.status == 200 and ack.seconds < 3

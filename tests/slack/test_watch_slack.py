@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.runbook import State
+from bot.core.runbook import State
 from handlers import blocks
 from storage.models import Check, FloodAlert
 from tests.clitools import write_config

@@ -12,9 +12,9 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import Config
+from bot.core.mailserver import Account, Password
+from bot.core.notifier import Delivery, MessageRef
 from bot.errors import MailfixError
-from bot.mailserver import Account, Password
-from bot.notifier import Delivery, MessageRef
 from handlers import blocks, password_blocks
 from storage.models import FloodAlert, Incident
 

@@ -14,10 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import Config, ServerConfig
-from bot.mailserver import Account, MailServer, Selection, validate_account
-from bot.notifier import Notifier
-from bot.passwords import generate_password
-from bot.vault import Vault
+from bot.core.mailserver import Account, MailServer, Selection, validate_account
+from bot.core.notifier import Notifier
+from bot.core.vault import Vault
+from bot.mail.passwords import generate_password
 from storage.models import Incident
 
 

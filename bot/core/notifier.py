@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.mailserver import Account, Password
+from bot.core.mailserver import Account, Password
 from storage.models import Incident
 
 

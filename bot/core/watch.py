@@ -17,11 +17,11 @@ from datetime import datetime
 from typing import Any, Protocol, TextIO
 
 from bot.config import Config
+from bot.core.mailserver import NOT_ACCOUNTS, Diagnosis, MailServer
+from bot.core.notifier import MessageRef
+from bot.core.runbook import utcnow
+from bot.core.scheduler import Periodic
 from bot.errors import ExecutorError
-from bot.mailserver import NOT_ACCOUNTS, Diagnosis, MailServer
-from bot.notifier import MessageRef
-from bot.runbook import utcnow
-from bot.scheduler import Periodic
 from storage.models import FloodAlert, Incident
 from storage.repository import DuplicateAlert, Repository
 

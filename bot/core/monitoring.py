@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bot.config import Config
-from bot.mailserver import NOT_ACCOUNTS, Health, Ranked
+from bot.core.mailserver import NOT_ACCOUNTS, Health, Ranked
 from storage.models import Check, Incident
 
 # Not normal at the deadline of monitoring round N (0: after cleanup, 1: after restart, 2: after reboot).

@@ -7,8 +7,8 @@ import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from bot.core.mailserver import Password
 from bot.errors import SecretUnavailable
-from bot.mailserver import Password
 
 MIN_KEY_LENGTH = 16
 

@@ -1,4 +1,4 @@
-"""`PostfixServer`: every `bot.mailserver.MailServer` operation on a Postfix/Dovecot server over SSH.
+"""`PostfixServer`: every `bot.core.mailserver.MailServer` operation on a Postfix/Dovecot server over SSH.
 
 Postfix tools are called by full path (a non-root user has no /usr/sbin in PATH). Account names
 pass `validate_account` before anything is sent. Queue IDs travel on stdin to one `postsuper`
@@ -19,10 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from bot.config import ServerConfig
-from bot.diagnosis import find_suspect
-from bot.errors import CommandFailed, CommandTimeout, HostUnreachable, MailfixError
-from bot.executor import CommandResult, RemoteProcess, SSHExecutor, command_failed, reblocked
-from bot.mailserver import (
+from bot.core.mailserver import (
     Account,
     Diagnosis,
     Health,
@@ -32,9 +29,12 @@ from bot.mailserver import (
     Suspect,
     validate_account,
 )
-from bot.passwords import DOVEADM, EX_NOUSER, SHELL_PATH, set_password
-from bot.queue import QueueAggregator, SelectionMatcher, account_aliases, select_ids
-from bot.sasl import SaslLog, blocked_keys, login_keys, read_map, read_sasl_log, update_block
+from bot.errors import CommandFailed, CommandTimeout, HostUnreachable, MailfixError
+from bot.mail.diagnosis import find_suspect
+from bot.mail.executor import CommandResult, RemoteProcess, SSHExecutor, command_failed, reblocked
+from bot.mail.passwords import DOVEADM, EX_NOUSER, SHELL_PATH, set_password
+from bot.mail.queue import QueueAggregator, SelectionMatcher, account_aliases, select_ids
+from bot.mail.sasl import SaslLog, blocked_keys, login_keys, read_map, read_sasl_log, update_block
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The mail-server interface the runbook drives, and the typed values it returns.
 
-The runbook core sees only this Protocol; `bot.postfix.PostfixServer` implements it
+The runbook core sees only this Protocol; `bot.mail.postfix.PostfixServer` implements it
 over SSH, and `tests.fakes.FakeMailServer` in memory.
 """
 

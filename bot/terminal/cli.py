@@ -17,15 +17,15 @@ from typing import TextIO
 
 from dotenv import load_dotenv
 
-from bot import monitoring
 from bot.config import Config, Secrets, load_config
+from bot.core import monitoring
+from bot.core.mailserver import Account, Password
+from bot.core.notifier import Delivery, MessageRef
+from bot.core.report import report_json, report_markdown
+from bot.core.runbook import Runbook, State
+from bot.core.upkeep import Upkeep
+from bot.core.vault import Vault
 from bot.errors import ConfigError, MailfixError, NotAuthorized
-from bot.mailserver import Account, Password
-from bot.notifier import Delivery, MessageRef
-from bot.report import report_json, report_markdown
-from bot.runbook import Runbook, State
-from bot.upkeep import Upkeep
-from bot.vault import Vault
 from bot.wiring import build_runbook, open_repository, server_factory
 from storage.db import upgrade
 from storage.models import Incident
@@ -124,7 +124,7 @@ def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
         print("database is up to date", file=out)
         return 0
     if command in ("serve", "socket"):
-        from bot import serve
+        from handlers import serve
 
         config = load_config(secrets.config_path)
         if command == "serve":
@@ -236,7 +236,7 @@ def _run(runbook: Runbook, *, once: bool) -> int:
 
 
 def _diagnose(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    from bot.diagnosis import diagnosis_to_json, render_diagnosis
+    from bot.mail.diagnosis import diagnosis_to_json, render_diagnosis
 
     server = server_factory(config)(config.server(args.server).name)
     try:
@@ -251,7 +251,7 @@ def _diagnose(config: Config, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _dnsbl(config: Config, server_name: str | None, out: TextIO) -> int:
-    from bot.dnsbl import blocklist_report
+    from bot.mail.dnsbl import blocklist_report
 
     server = config.server(server_name)
     report = blocklist_report(config, server)
@@ -263,7 +263,7 @@ def _dnsbl(config: Config, server_name: str | None, out: TextIO) -> int:
 
 
 def _watch(config: Config, secrets: Secrets, *, once: bool, out: TextIO) -> int:
-    from bot.watch import TerminalAlerts, Watcher
+    from bot.core.watch import TerminalAlerts, Watcher
 
     watcher = Watcher(config, open_repository(secrets), server_factory(config), TerminalAlerts(out))
     interval = config.watch_interval_seconds or 60  # 0 turns the watch off inside serve, not here

@@ -12,14 +12,14 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.app import build_app, slack_client, wsgi_app
 from bot.config import Config, Secrets
+from bot.core.runbook import Runbook
+from bot.core.scheduler import Periodic, start_scheduler
+from bot.core.watch import start_watch
 from bot.errors import ConfigError
-from bot.runbook import Runbook
-from bot.scheduler import Periodic, start_scheduler
-from bot.slack_notifier import SlackNotifier
-from bot.watch import start_watch
 from bot.wiring import build_runbook, server_factory
+from handlers.app import build_app, slack_client, wsgi_app
+from handlers.notifier import SlackNotifier
 
 log = logging.getLogger(__name__)
 THREADS = 16  # HTTP threads: each only waits for a listener's ack, never for a runbook step

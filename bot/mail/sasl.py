@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from bot.executor import SSHExecutor, command_failed, reblocked
-from bot.mailserver import Ranked
-from bot.queue import account_aliases, ranked
+from bot.core.mailserver import Ranked
+from bot.mail.executor import SSHExecutor, command_failed, reblocked
+from bot.mail.queue import account_aliases, ranked
 
 # The server sends only the lines that may name a queue ID's login: grep -F finds them (0.06 s for
 # 100 MB of log, where `grep -o -E` with a pattern took 0.8 s) and sed cuts the syslog prefix up

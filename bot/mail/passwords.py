@@ -15,9 +15,9 @@ import secrets
 import string
 
 from bot.config import ServerConfig
+from bot.core.mailserver import Account, Password, validate_account
 from bot.errors import CommandFailed
-from bot.executor import SSHExecutor, command_failed
-from bot.mailserver import Account, Password, validate_account
+from bot.mail.executor import SSHExecutor, command_failed
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-from bot.runbook import Runbook
-from bot.upkeep import Upkeep
+from bot.core.runbook import Runbook
+from bot.core.upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 MAX_INTERVAL = 5.0

@@ -20,7 +20,7 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-from bot.mailserver import NOT_ACCOUNTS, QueueSnapshot, Ranked, Selection
+from bot.core.mailserver import NOT_ACCOUNTS, QueueSnapshot, Ranked, Selection
 
 _loads: Callable[[bytes | str], Any]
 try:  # orjson parses a queue line several times faster than json

@@ -9,10 +9,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import monitoring
-from bot.dnsbl import blocklist_report
+from bot.core import monitoring
+from bot.core.runbook import APPROVAL_FOR, ENTRY_STEPS, SYSTEM, WORKING, Event, Runbook, State, pending_approval
 from bot.errors import AlreadyDone, InvalidTransition, MailfixError
-from bot.runbook import APPROVAL_FOR, ENTRY_STEPS, SYSTEM, WORKING, Event, Runbook, State, pending_approval
+from bot.mail.dnsbl import blocklist_report
 from storage.models import Approval, Incident
 
 log = logging.getLogger(__name__)

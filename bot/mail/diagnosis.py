@@ -31,9 +31,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from bot.core.mailserver import Account, Diagnosis, Ranked, validate_account
 from bot.errors import InvalidAccount
-from bot.mailserver import Account, Diagnosis, Ranked, validate_account
-from bot.queue import QueueAggregator, account_aliases
+from bot.mail.queue import QueueAggregator, account_aliases
 
 SCHEMA = "mailfix.diagnosis/1"
 

@@ -20,8 +20,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from bot import steps
 from bot.config import Config
+from bot.core import steps
+from bot.core.mailserver import MailServer, validate_account
+from bot.core.notifier import MessageRef, Notifier
+from bot.core.vault import Vault
 from bot.errors import (
     AlreadyDone,
     ApprovalExpired,
@@ -31,9 +34,6 @@ from bot.errors import (
     NotAuthorized,
     ServerBusy,
 )
-from bot.mailserver import MailServer, validate_account
-from bot.notifier import MessageRef, Notifier
-from bot.vault import Vault
 from storage.models import Approval, Incident
 from storage.repository import DuplicateOpen, DuplicateStep, NewApproval, Repository, StaleVersion
 

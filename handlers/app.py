@@ -20,8 +20,8 @@ from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, R
 
 import handlers
 from bot.config import Config, Secrets
+from bot.core.runbook import Runbook
 from bot.errors import ConfigError
-from bot.runbook import Runbook
 from handlers.replies import report_error
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Everything that talks to a mail server over SSH: executor, Postfix/Dovecot operations, parsing, passwords."""
