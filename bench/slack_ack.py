@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         try:
             bot.start_incident()
-            bot.sender.click("approve_cleanup", "UDIRECTOR1", value="1")
+            bot.click_button("approve_cleanup", "UDIRECTOR1")
             bot.wait_incident(lambda i: delete_running(bot), "started deleting")
             measure(bot, args.concurrency, args.concurrency)  # warm-up: connections, first auth.test
             began = time.perf_counter()
@@ -190,7 +190,7 @@ def lab_main(args: argparse.Namespace) -> int:
                 if incident.state != "awaiting_approval" or incident.suspect_address != address:
                     raise RuntimeError(f"incident #{incident.id}: {incident.state}, suspect {incident.suspect_address}")
                 print(f"bot: incident #{incident.id} awaits approval (suspect {address})", flush=True)
-                ack, _ = bot.sender.click("approve_cleanup", DIRECTOR, value=str(incident.id))
+                ack, _ = bot.click_button("approve_cleanup", DIRECTOR, incident.id)
                 if ack.status != 200:
                     raise RuntimeError(f"approve click: HTTP {ack.status} {ack.body[:200]}")
                 bot.wait_incident(

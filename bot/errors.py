@@ -10,6 +10,8 @@
     ├── AlreadyDone(what, by, at)        someone else fired the same event first
     ├── ApprovalExpired(what, expired_at)
     ├── InvalidAccount(value)            not a plain local@domain / login name
+    ├── StaleRequest(asked, now)         a click or command answers a question the incident no longer asks
+    ├── AccountRefused(account, reason)  protected, not offered by mailfix, or of another domain
     ├── SecretUnavailable                MAILFIX_SECRET_KEY missing or wrong
     └── ExecutorError(host)              talking to the mail server failed
         ├── HostUnreachable
@@ -88,6 +90,18 @@ class InvalidAccount(MailfixError):
     def __init__(self, value: str) -> None:
         self.value = value
         super().__init__(f"not a valid mail account: {value[:80]!r} (expected user or user@domain)")
+
+
+class StaleRequest(MailfixError):
+    def __init__(self, asked: str, now: str) -> None:
+        self.asked, self.now = asked, now
+        super().__init__(f"this was about {asked}; the incident now asks about {now}. Nothing was changed.")
+
+
+class AccountRefused(MailfixError):
+    def __init__(self, account: str, reason: str) -> None:
+        self.account, self.reason = account, reason
+        super().__init__(f"{account[:80]}: {reason}. Nothing was changed.")
 
 
 class SecretUnavailable(MailfixError):

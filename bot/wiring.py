@@ -9,8 +9,10 @@ from collections.abc import Callable
 from bot.config import Config, Secrets, ServerConfig, load_config
 from bot.core.mailserver import MailServer
 from bot.core.notifier import Notifier
+from bot.core.pool import ServerPool
 from bot.core.runbook import Runbook
 from bot.core.vault import Vault
+from bot.mail.dnsbl import blocklist_report
 from storage.db import make_engine, upgrade
 from storage.repository import Repository
 
@@ -34,12 +36,14 @@ def open_repository(secrets: Secrets) -> Repository:
 
 
 def build_runbook(secrets: Secrets, notifier: Notifier, config: Config | None = None) -> Runbook:
-    """Return a runbook wired to the configured servers, the database and `notifier`."""
+    """Return a runbook wired to the configured servers (one pool, shared with the flood watch), the database
+    and `notifier`."""
     config = config or load_config(secrets.config_path)
     return Runbook(
         config=config,
         repository=open_repository(secrets),
-        servers=server_factory(config),
+        servers=ServerPool(server_factory(config)),
         notifier=notifier,
         vault=Vault(secrets.secret_key),
+        blocklists=lambda name: blocklist_report(config, config.server(name)),
     )

@@ -1,7 +1,7 @@
 """The Bolt app: Slack's requests in, the runbook's methods called on worker threads, errors shown to users.
 
-Every listener acks first (Slack gives 3 seconds) and hands the runbook call to `Worker`, a thread
-pool of its own, so a slow step never delays the next request's ack.
+Every listener acks first (Slack gives 3 seconds) and hands the runbook call to `handlers.worker.Worker`,
+a thread pool of its own, so a slow step never delays the next request's ack.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from slack_bolt import App, BoltResponse
@@ -23,6 +23,7 @@ from bot.config import Config, Secrets
 from bot.core.runbook import Runbook
 from bot.errors import ConfigError
 from handlers.replies import report_error
+from handlers.worker import Worker
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
@@ -44,28 +45,6 @@ def slack_client(secrets: Secrets) -> WebClient:
         # Monitoring updates the message every check: ride out rate limits and dropped connections.
         retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=3)],
     )
-
-
-class Worker:
-    """Runs runbook calls off the listener threads; what they raise goes to the one error reporter."""
-
-    def __init__(self, client: WebClient, *, threads: int = 8) -> None:
-        self.client = client
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mailfix-worker")
-
-    def run(self, body: Mapping[str, Any], call: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
-        """Call `call(*args, **kwargs)` in the background on behalf of the request `body`."""
-        return self._pool.submit(self._guarded, body, call, args, kwargs)
-
-    def _guarded(self, body: Mapping[str, Any], call: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-        try:
-            return call(*args, **kwargs)
-        except Exception as error:  # the background twin of @app.error: the user hears of it
-            report_error(error, body, self.client)
-            return None
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class Redeliveries:

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 from slack_bolt import Ack, App, Respond
 
 from bot.core.report import report_markdown
-from bot.core.runbook import Event, Runbook
-from handlers import blocks
+from bot.core.requests import BadRequest, Request, parse_id
+from bot.core.runbook import Runbook
+from bot.core.table import Event
+from handlers import blocks, incident_blocks
 from handlers.ids import COMMANDS
 
 if TYPE_CHECKING:
-    from handlers.app import Worker
+    from handlers.worker import Worker
 
 # verb → (fewest, most) arguments
 VERBS: Mapping[str, tuple[int, int]] = {
@@ -48,9 +50,12 @@ def parse_command(text: str) -> Command:
     if not fewest <= len(args) <= most:
         return Command(verb, problem=f"`{verb}` takes {_count(fewest, most)}.")
     arg = args[0] if args else None
-    if arg is not None and verb not in ("start",) and not arg.lstrip("#").isdigit():
+    if arg is None or verb == "start":
+        return Command(verb, arg)
+    try:
+        return Command(verb, str(parse_id(arg)))
+    except BadRequest:
         return Command(verb, problem=f"`{blocks.escape(arg[:40])}` is not an incident number, like `12`.")
-    return Command(verb, arg.lstrip("#") if arg and verb != "start" else arg)
 
 
 def _count(fewest: int, most: int) -> str:
@@ -85,7 +90,7 @@ def _start(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
 def _status(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
     now = runbook.now()
     if arg is not None:
-        return blocks.incident_message(runbook.get(int(arg)), now=now, interactive=False)
+        return incident_blocks.incident_message(runbook.get(int(arg)), now=now, interactive=False)
     return blocks.incident_list(runbook.repo.list_incidents(open_only=True), title="Open incidents", now=now)
 
 
@@ -94,11 +99,11 @@ def _list(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
 
 
 def _abort(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
-    return blocks.done_message(runbook.abort(int(arg or 0), actor=actor), "aborted")
+    return blocks.done_message(runbook.act(Request(int(arg or 0), Event.ABORT), actor=actor), "aborted")
 
 
 def _renew(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
-    incident = runbook.fire(int(arg or 0), Event.RENEW, actor=actor)
+    incident = runbook.act(Request(int(arg or 0), Event.RENEW), actor=actor)
     return blocks.done_message(incident, "the directors were asked again")
 
 

@@ -15,7 +15,7 @@ from bot.config import Config
 from bot.core.mailserver import Account, Password
 from bot.core.notifier import Delivery, MessageRef
 from bot.errors import MailfixError
-from handlers import blocks, password_blocks
+from handlers import alert_blocks, blocks, incident_blocks, password_blocks
 from storage.models import FloodAlert, Incident
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class SlackNotifier:
 
     def incident_changed(self, incident: Incident) -> MessageRef | None:
         """Post the incident message the first time; afterwards update it (never with an older version)."""
-        message = blocks.incident_message(incident, now=self.now())
+        message = incident_blocks.incident_message(incident, now=self.now())
         with self._incident_lock(incident.id):
             if incident.version < self._versions.get(incident.id, 0):
                 return None
@@ -130,7 +130,7 @@ class SlackNotifier:
 
     def alert_raised(self, alert: FloodAlert) -> MessageRef:
         """Post a flood watch alert in the incident channel; return where it lives."""
-        message = blocks.alert_message(alert)
+        message = alert_blocks.alert_message(alert)
         response = self.client.chat_postMessage(channel=self.config.channel, **message.as_kwargs())
         return MessageRef(response["channel"], response["ts"])
 
@@ -138,7 +138,7 @@ class SlackNotifier:
         """Rewrite the alert's message in place (flood over, reachable again, incident opened)."""
         if alert.slack_ts is None:
             return
-        message = blocks.alert_message(alert)
+        message = alert_blocks.alert_message(alert)
         self.client.chat_update(
             channel=alert.slack_channel or self.config.channel, ts=alert.slack_ts, **message.as_kwargs()
         )

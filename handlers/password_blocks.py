@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from slack_sdk.models.blocks import ActionsBlock, Block, ContextBlock, MarkdownTextObject
 
+from bot.core import requests
 from handlers.blocks import Message, button, escape, section, to_message
 from handlers.ids import ActionId, BlockId
 
@@ -22,7 +23,7 @@ def password_dm(*, incident_id: int, address: str, user_id: str, password: str, 
                 button(
                     "I have saved my new password",
                     ActionId.CONFIRM_PASSWORD,
-                    f"{incident_id}:{address}",
+                    requests.encode(incident_id, account=address),
                     style="primary",
                 )
             ],
@@ -75,7 +76,12 @@ def password_for_operator(*, incident_id: int, address: str, password: str) -> M
         section(f"`{password}`", BlockId.PASSWORD),
         ActionsBlock(
             elements=[
-                button("I have told the user", ActionId.CONFIRM_PASSWORD, f"{incident_id}:{address}", style="primary")
+                button(
+                    "I have told the user",
+                    ActionId.CONFIRM_PASSWORD,
+                    requests.encode(incident_id, account=address),
+                    style="primary",
+                )
             ],
             block_id=BlockId.PASSWORD_ACTIONS,
         ),
@@ -91,4 +97,4 @@ def password_erased_note() -> Message:
 
 def _value(incident_id: int, address: str) -> str:
     """The confirm button's value: the incident and the account whose password it confirms."""
-    return f"{incident_id}:{address}"
+    return requests.encode(incident_id, account=address)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Callable
@@ -17,12 +18,22 @@ from bot.core.runbook import Runbook
 from bot.core.scheduler import Periodic, start_scheduler
 from bot.core.watch import start_watch
 from bot.errors import ConfigError
-from bot.wiring import build_runbook, server_factory
+from bot.wiring import build_runbook
 from handlers.app import build_app, slack_client, wsgi_app
 from handlers.notifier import SlackNotifier
 
 log = logging.getLogger(__name__)
 THREADS = 16  # HTTP threads: each only waits for a listener's ack, never for a runbook step
+
+
+def add_verbs(sub: argparse._SubParsersAction) -> None:
+    """Add `mailfix serve` and `mailfix socket` to the terminal's verbs (entry point `mailfix.frontends`)."""
+    http = sub.add_parser("serve", help="run the Slack bot in HTTP mode (POST /slack/events, GET /healthz)")
+    http.add_argument("--host", help="address to listen on (default: $HOST, else 0.0.0.0)")
+    http.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 3000)")
+    http.set_defaults(frontend=lambda args, secrets, config: serve(secrets, config, args.host, args.port))
+    socket = sub.add_parser("socket", help="run the Slack bot in Socket Mode (needs SLACK_APP_TOKEN)")
+    socket.set_defaults(frontend=lambda args, secrets, config: socket_mode(secrets, config))
 
 
 def check_secrets(secrets: Secrets, *, http: bool) -> None:
@@ -59,8 +70,8 @@ def assemble(secrets: Secrets, config: Config, *, http: bool) -> tuple[Runbook, 
 
 
 def watch(secrets: Secrets, config: Config, runbook: Runbook) -> Periodic | None:
-    """Start the flood watch beside the scheduler when `watch_interval_seconds` > 0 (its own SSH connections)."""
-    return start_watch(config, runbook.repo, server_factory(config), SlackNotifier(slack_client(secrets), config))
+    """Start the flood watch beside the scheduler when `watch_interval_seconds` > 0 (the runbook's server pool)."""
+    return start_watch(config, runbook.repo, runbook.servers, SlackNotifier(slack_client(secrets), config))
 
 
 def serve(secrets: Secrets, config: Config, host: str | None = None, port: int | None = None) -> int:

@@ -122,6 +122,7 @@ class Approval(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     what: Mapped[str] = mapped_column(String(16))  # cleanup, reboot
+    subject: Mapped[str | None] = mapped_column(String(320))  # the account, or "reboot of <server>"
     requested_by: Mapped[str] = mapped_column(String(32))
     requested_at: Mapped[datetime] = mapped_column()
     expires_at: Mapped[datetime] = mapped_column()

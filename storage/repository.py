@@ -40,6 +40,7 @@ class DuplicateAlert(Exception):
 @dataclass(frozen=True)
 class NewApproval:
     what: str
+    subject: str
     requested_by: str
     expires_at: datetime
 
@@ -145,6 +146,7 @@ class Repository:
                 Approval(
                     incident_id=incident_id,
                     what=request.what,
+                    subject=request.subject,
                     requested_by=request.requested_by,
                     requested_at=now,
                     expires_at=request.expires_at,

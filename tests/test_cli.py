@@ -41,10 +41,10 @@ def test_a_whole_incident_from_the_terminal(env, monkeypatch, capsys):
     assert "Suspect victim@example.org (login victim)" in out
     assert "mailfix approve 1" in out
 
-    code, _ = run(monkeypatch, "alt", "approve", "1")
+    code, _ = run(monkeypatch, "alt", "approve", "1", "--account", "victim@example.org")
     assert code == 1 and "only the IT director" in capsys.readouterr().err
 
-    code, out = run(monkeypatch, "boss", "approve", "1")
+    code, out = run(monkeypatch, "boss", "approve", "1", "--account", "victim@example.org")
     assert code == 0, capsys.readouterr().err
     assert "monitoring" in out and "mailfix password 1" in out
     server = fake(env)
@@ -86,7 +86,7 @@ def test_unknown_server_and_busy_server(env, monkeypatch, capsys):
 
 def test_reject_abort_and_list(env, monkeypatch, capsys):
     run(monkeypatch, "alt", "start")
-    code, out = run(monkeypatch, "boss", "reject", "1")
+    code, out = run(monkeypatch, "boss", "reject", "1", "--account", "victim@example.org")
     assert code == 0 and "monitoring" in out  # no other account over the threshold
     code, out = run(monkeypatch, "alt", "abort", "1")
     assert code == 0 and "aborted" in out

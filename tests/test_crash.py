@@ -45,10 +45,12 @@ def test_a_killed_step_is_verified_or_safely_repeated_after_restart(tmp_path, st
         finish(spawn(env, "alt", "run", "--once"))
     else:
         finish(spawn(env, "alt", "start"))
-        kill_when_blocked(spawn(env, "boss", "approve", "1", block_after=step), state)
+        kill_when_blocked(
+            spawn(env, "boss", "approve", "1", "--account", "victim@example.org", block_after=step), state
+        )
     finish(spawn(env, "alt", "run"))  # resumes the incident
     if step == "hold":
-        finish(spawn(env, "boss", "approve", "1"))
+        finish(spawn(env, "boss", "approve", "1", "--account", "victim@example.org"))
         finish(spawn(env, "alt", "run"))
     server = FakeMailServer.from_file(state)
     status = finish(spawn(env, "alt", "status", "1"))
@@ -79,7 +81,7 @@ def test_a_bot_killed_while_monitoring_keeps_the_same_deadline(tmp_path):
 
     env = fake_env(tmp_path, monitor_minutes=0.1)  # a 6-second window
     finish(spawn(env, "alt", "start"))
-    finish(spawn(env, "boss", "approve", "1"))
+    finish(spawn(env, "boss", "approve", "1", "--account", "victim@example.org"))
     repo = Repository(make_engine(env["MAILFIX_DATABASE_URL"]))
     deadline = repo.get(incident_id=1).monitor_deadline
     runner = spawn(env, "alt", "run")
@@ -102,7 +104,9 @@ def test_a_second_worker_leaves_a_running_step_alone_until_its_lease_runs_out(tm
     env = fake_env(tmp_path)
     state = Path(env["FAKE_MAILSERVER_STATE"])
     finish(spawn(env, "alt", "start"))
-    slow = spawn(env, "boss", "approve", "1", block_after="delete")  # alive, stuck inside delete_from
+    slow = spawn(
+        env, "boss", "approve", "1", "--account", "victim@example.org", block_after="delete"
+    )  # alive, stuck inside delete_from
     wait_blocked(slow, state)
     time.sleep(6)  # past a lease renewal
     finish(spawn(env, "alt", "run", "--once"))  # another process's scheduler tick

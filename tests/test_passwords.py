@@ -9,9 +9,10 @@ import pytest
 
 from bot.config import ServerConfig
 from bot.core.mailserver import Account, Password
+from bot.core.vault import generate_password
 from bot.errors import CommandFailed
 from bot.mail.executor import CommandResult
-from bot.mail.passwords import generate_password, replace_hash, set_password
+from bot.mail.passwords import replace_hash, set_password
 
 
 @dataclass

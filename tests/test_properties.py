@@ -9,7 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.core.runbook import TERMINAL, Runbook
+from bot.core.runbook import Runbook
+from bot.core.table import TERMINAL
 from bot.core.upkeep import Upkeep
 from bot.core.vault import Vault
 from bot.errors import MailfixError

@@ -18,7 +18,7 @@ def test_two_processes_approving_at_once_run_the_cleanup_once(tmp_path, database
     start = spawn(env, "alt", "start", "mail1")
     assert start.wait(60) == 0, start.communicate()
     for _ in range(3):  # several rounds, so the race really overlaps at least once
-        racers = [spawn(env, user, "approve", "1") for user in ("boss", "boss2")]
+        racers = [spawn(env, user, "approve", "1", "--account", "victim@example.org") for user in ("boss", "boss2")]
         results = [(p.wait(60), p.communicate()) for p in racers]
         codes = sorted(code for code, _ in results)
         if codes == [0, 1]:

@@ -88,7 +88,7 @@ def test_operations_refuse_hostile_names_before_sending_anything(name: str, oper
 
 def test_change_password_refuses_hostile_names_before_sending_anything() -> None:
     """The password backend is never reached with a hostile login."""
-    from bot.mail.passwords import generate_password
+    from bot.core.vault import generate_password
 
     mail = PostfixServer(server(), executor=RefusingExecutor(server()))
     with pytest.raises(InvalidAccount):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from bot.config import Config
 from bot.core.mailserver import NOT_ACCOUNTS, Health, Ranked
 from storage.models import Check, Incident
 
-# Not normal at the deadline of monitoring round N (0: after cleanup, 1: after restart, 2: after reboot).
-ESCALATION: Mapping[int, str] = {0: "not_normal", 1: "not_normal_after_restart", 2: "not_normal_after_reboot"}
 TREND_CHECKS = 3  # the queue must not have grown over this many checks
 SPARKS = "▁▂▃▄▅▆▇█"
 

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.core.table import ESCALATIONS
 from storage.models import AuditEvent, Incident
-
-ESCALATIONS = ("not_normal", "not_normal_after_restart", "approve_reboot", "not_normal_after_reboot")
 
 
 def report_json(incident: Incident, audit: Sequence[AuditEvent]) -> dict[str, Any]:

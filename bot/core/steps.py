@@ -16,8 +16,7 @@ from typing import Any
 from bot.config import Config, ServerConfig
 from bot.core.mailserver import Account, MailServer, Selection, validate_account
 from bot.core.notifier import Notifier
-from bot.core.vault import Vault
-from bot.mail.passwords import generate_password
+from bot.core.vault import Vault, generate_password
 from storage.models import Incident
 
 

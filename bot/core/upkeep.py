@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.core import monitoring
-from bot.core.runbook import APPROVAL_FOR, ENTRY_STEPS, SYSTEM, WORKING, Event, Runbook, State, pending_approval
+from bot.core.effects import pending_approval
+from bot.core.runbook import SYSTEM, Runbook
+from bot.core.table import APPROVAL_FOR, MONITOR_ROUNDS, STAGES, WORKING, Event, State
 from bot.errors import AlreadyDone, InvalidTransition, MailfixError
-from bot.mail.dnsbl import blocklist_report
 from storage.models import Approval, Incident
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class Upkeep:
         if incident.state != State.MONITORING:
             return incident
         try:
-            with rb.server_lock(incident.server):
+            with rb.servers.lock(incident.server):
                 health = rb.server(incident.server).health(flood_threshold=rb.config.flood_threshold)
             normal, reasons = monitoring.assess(health, incident.checks, incident.monitor_round, rb.config)
             values = {"postfix_running": health.postfix_running, "queue_size": health.queue_size}
@@ -44,7 +45,7 @@ class Upkeep:
             details["new_flood"] = {"name": new_flood.name, "count": new_flood.count}
         if not any(c.monitor_round == incident.monitor_round for c in incident.checks):
             # A listed IP keeps mail "not normal" whatever is done on the server: check once per round.
-            blocklists = blocklist_report(rb.config, rb.config.server(incident.server))
+            blocklists = rb.blocklists(incident.server)
             if blocklists is not None:
                 details["blocklists"] = blocklists
                 rb.log_step(incident, blocklists)
@@ -68,7 +69,7 @@ class Upkeep:
         incident = rb.get(incident_id)
         rb.tell(incident)
         if incident.monitor_deadline is not None and rb.now() >= incident.monitor_deadline:
-            event = Event.NORMAL if normal else Event(monitoring.ESCALATION[incident.monitor_round])
+            event = Event.NORMAL if normal else MONITOR_ROUNDS[incident.monitor_round].escalates_with
             reason = "; ".join(reasons)
             if event == Event.NOT_NORMAL_AFTER_REBOOT:
                 reason = f"needs a human: mail is still not normal after a Postfix restart and a reboot ({reason})"
@@ -87,7 +88,7 @@ class Upkeep:
             if rb.is_active(incident.id):
                 continue
             try:
-                if incident.state in WORKING or (incident.state in ENTRY_STEPS and self._steps_pending(incident.id)):
+                if incident.state in WORKING or (incident.state in STAGES and rb.steps_pending(rb.get(incident.id))):
                     incident = rb.run_steps(incident.id)
                 elif incident.state == State.MONITORING and self._check_due(incident):
                     with rb.working(incident.id):
@@ -138,14 +139,8 @@ class Upkeep:
         return (
             incident.state in WORKING
             or incident.state == State.MONITORING
-            or (incident.state in ENTRY_STEPS and self._steps_pending(incident.id))
+            or (incident.state in STAGES and self.runbook.steps_pending(self.runbook.get(incident.id)))
         )
-
-    def _steps_pending(self, incident_id: int) -> bool:
-        rb = self.runbook
-        incident = rb.get(incident_id)
-        finished = {r.step for r in incident.steps if r.phase == incident.phase and r.status in ("done", "skipped")}
-        return any(step.name not in finished for step in ENTRY_STEPS[State(incident.state)])
 
     def _check_due(self, incident: Incident) -> bool:
         rb = self.runbook

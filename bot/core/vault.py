@@ -1,9 +1,11 @@
-"""Encrypts a new password while it waits to be delivered (key from MAILFIX_SECRET_KEY)."""
+"""New passwords: generated with `secrets`, and encrypted while they wait to be delivered (MAILFIX_SECRET_KEY)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
+import string
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -11,6 +13,19 @@ from bot.core.mailserver import Password
 from bot.errors import SecretUnavailable
 
 MIN_KEY_LENGTH = 16
+PASSWORD_LENGTH = 24
+# No look-alikes (0/O, 1/l/I), no whitespace or ':' (chpasswd's separator), nothing a shell quotes.
+ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI") + "-_.+=%"
+
+
+def generate_password(length: int = PASSWORD_LENGTH) -> Password:
+    """Return a new random password of `length` characters with at least one letter, digit and symbol."""
+    if length < 20:
+        raise ValueError("a password needs at least 20 characters")
+    while True:
+        value = "".join(secrets.choice(ALPHABET) for _ in range(length))
+        if any(c.isdigit() for c in value) and any(c.isalpha() for c in value) and any(not c.isalnum() for c in value):
+            return Password(value)
 
 
 class Vault:

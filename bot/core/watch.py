@@ -14,11 +14,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from bot.config import Config
 from bot.core.mailserver import NOT_ACCOUNTS, Diagnosis, MailServer
 from bot.core.notifier import MessageRef
+from bot.core.pool import ServerPool
 from bot.core.runbook import utcnow
 from bot.core.scheduler import Periodic
 from bot.errors import ExecutorError
@@ -118,14 +119,13 @@ class Watcher:
         self,
         config: Config,
         repository: Repository,
-        servers: Callable[[str], MailServer],
+        servers: ServerPool | Callable[[str], MailServer],
         notifier: AlertNotifier,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
         self.repo = repository
-        self._server_factory = servers
-        self._servers: dict[str, MailServer] = {}
+        self.servers = ServerPool.of(servers)
         self.notifier = notifier
         self.now = clock
 
@@ -147,9 +147,10 @@ class Watcher:
             self._note_incident(name, incident)
             return []
         try:
-            diagnosis = self._server(name).diagnose(flood_threshold=self.config.flood_threshold)
+            with self.servers.lock(name):
+                diagnosis = self.servers.get(name).diagnose(flood_threshold=self.config.flood_threshold)
         except ExecutorError as exc:
-            self._forget(name)
+            self.servers.forget(name)
             alert = self._raise(name, UNREACHABLE, "", {"error": str(exc)})
             return [alert] if alert is not None else []
         for alert in self.repo.open_alerts(server=name):
@@ -224,26 +225,6 @@ class Watcher:
         except Exception:
             log.exception("flood watch: could not update alert #%s", alert.id)
 
-    # -- servers ---------------------------------------------------------------------------
-
-    def _server(self, name: str) -> MailServer:
-        if name not in self._servers:
-            self._servers[name] = self._server_factory(name)
-        return self._servers[name]
-
-    def _forget(self, name: str) -> None:
-        # Reconnect from scratch next time: the old connection may be half dead.
-        server = self._servers.pop(name, None)
-        if server is not None:
-            try:
-                server.close()
-            except Exception:
-                log.debug("closing %s failed", name, exc_info=True)
-
-    def close(self) -> None:
-        for name in list(self._servers):
-            self._forget(name)
-
 
 def alert_text(alert: FloodAlert) -> str:
     """Return a one-line plain-text summary of the alert (terminal, Slack's fallback text)."""
@@ -265,26 +246,11 @@ def alert_text(alert: FloodAlert) -> str:
     )
 
 
-class TerminalAlerts:
-    """Prints alerts to the terminal (`mailfix watch`)."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def alert_raised(self, alert: FloodAlert) -> MessageRef | None:
-        hint = f" · start an incident: `mailfix start {alert.server}`" if alert.kind == FLOOD else ""
-        print(f"{alert.opened_at:%H:%M:%S} ALERT {alert_text(alert)}{hint}", file=self.out, flush=True)
-        return None
-
-    def alert_changed(self, alert: FloodAlert) -> None:
-        print(f"{alert.closed_at or utcnow():%H:%M:%S} {alert_text(alert)}", file=self.out, flush=True)
-
-
 def start_watch(
-    config: Config, repository: Repository, servers: Callable[[str], MailServer], notifier: AlertNotifier
+    config: Config, repository: Repository, servers: ServerPool, notifier: AlertNotifier
 ) -> Periodic | None:
     """Start the flood watch in the background when `watch_interval_seconds` > 0; None when it is off."""
     if config.watch_interval_seconds <= 0:
         return None
     watcher = Watcher(config, repository, servers, notifier)
-    return Periodic("flood watch", watcher.poll_once, config.watch_interval_seconds, on_stop=watcher.close).start()
+    return Periodic("flood watch", watcher.poll_once, config.watch_interval_seconds).start()

@@ -1,4 +1,4 @@
-"""New passwords: generated with `secrets`, set through a configured backend, sent on stdin only.
+"""New passwords set through a configured backend, sent on stdin only.
 
 Backends (`password_backend` in mailfix.toml):
     chpasswd              system accounts: `chpasswd` reads `user:password` on stdin
@@ -11,8 +11,6 @@ A password never appears on a command line (where `ps` would show it), in a log 
 from __future__ import annotations
 
 import logging
-import secrets
-import string
 
 from bot.config import ServerConfig
 from bot.core.mailserver import Account, Password, validate_account
@@ -21,23 +19,10 @@ from bot.mail.executor import SSHExecutor, command_failed
 
 log = logging.getLogger(__name__)
 
-PASSWORD_LENGTH = 24
-# No look-alikes (0/O, 1/l/I), no whitespace or ':' (chpasswd's separator), nothing a shell quotes.
-ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI") + "-_.+=%"
 DOVEADM = "/usr/bin/doveadm"
 HASH_SCHEME = "SHA512-CRYPT"
 SHELL_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EX_NOUSER = 67  # sysexits: doveadm's "user doesn't exist"
-
-
-def generate_password(length: int = PASSWORD_LENGTH) -> Password:
-    """Return a new random password of `length` characters with at least one letter, digit and symbol."""
-    if length < 20:
-        raise ValueError("a password needs at least 20 characters")
-    while True:
-        value = "".join(secrets.choice(ALPHABET) for _ in range(length))
-        if any(c.isdigit() for c in value) and any(c.isalpha() for c in value) and any(not c.isalnum() for c in value):
-            return Password(value)
 
 
 def set_password(executor: SSHExecutor, server: ServerConfig, account: Account, password: Password) -> None:

@@ -13,69 +13,59 @@ import pwd
 import sys
 import time
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from typing import TextIO
 
 from dotenv import load_dotenv
 
 from bot.config import Config, Secrets, load_config
-from bot.core import monitoring
-from bot.core.mailserver import Account, Password
-from bot.core.notifier import Delivery, MessageRef
+from bot.core.mailserver import validate_account
+from bot.core.pool import ServerPool
 from bot.core.report import report_json, report_markdown
-from bot.core.runbook import Runbook, State
+from bot.core.requests import BadRequest, Request, parse_id
+from bot.core.runbook import Runbook
+from bot.core.table import Event
 from bot.core.upkeep import Upkeep
 from bot.core.vault import Vault
 from bot.errors import ConfigError, MailfixError, NotAuthorized
+from bot.terminal.notifier import TerminalNotifier
+from bot.terminal.status import describe, one_line
 from bot.wiring import build_runbook, open_repository, server_factory
 from storage.db import upgrade
-from storage.models import Incident
 
 log = logging.getLogger("mailfix")
-
-
-class TerminalNotifier:
-    """Prints progress to the terminal; the password is never printed here (see `mailfix password`)."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def incident_changed(self, incident: Incident) -> MessageRef | None:
-        print(f"#{incident.id} {incident.server}: {incident.state.replace('_', ' ')}", file=self.out, flush=True)
-        return None
-
-    def step_logged(self, incident: Incident, text: str) -> None:
-        print(f"#{incident.id}   {text}", file=self.out, flush=True)
-
-    def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
-        note = f"tell {account.address} by phone: run `mailfix password {incident.id}` to read the new password once"
-        return Delivery(via="terminal", confirmed=False, note=note)
-
-    def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
-        print(f"#{incident.id}   the new password is erased from mailfix", file=self.out, flush=True)
+FRONTENDS = "mailfix.frontends"  # entry-point group: a callable that adds verbs to the subparsers
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailfix", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("start", help="open an incident on a server and contain the flood").add_argument("server", nargs="?")
-    sub.add_parser("status", help="show one incident, or the open ones").add_argument("id", nargs="?", type=int)
+    sub.add_parser("status", help="show one incident, or the open ones").add_argument("id", nargs="?", type=incident_id)
     sub.add_parser("list", help="list recent incidents")
     for name, text in (
-        ("approve", "approve the pending cleanup or reboot (directors)"),
         ("abort", "abort an incident"),
         ("retry", "retry the step that failed"),
         ("resolve", "resolve a monitored incident now (its last check was normal)"),
         ("password", "show the new password once, to tell the user by phone, then erase it"),
     ):
-        sub.add_parser(name, help=text).add_argument("id", type=int)
+        sub.add_parser(name, help=text).add_argument("id", type=incident_id)
+    approve = sub.add_parser("approve", help="approve the pending cleanup of ACCOUNT, or the reboot (directors)")
+    approve.add_argument("id", type=incident_id)
+    target = approve.add_mutually_exclusive_group(required=True)
+    target.add_argument("--account", metavar="ADDRESS", help="the account whose cleanup you approve")
+    target.add_argument("--reboot", action="store_true", help="approve the pending reboot of the server")
+    renew = sub.add_parser("renew", help="ask the directors again after an approval expired")
+    renew.add_argument("id", type=incident_id)
     contain = sub.add_parser("contain", help="contain another account whose flood appeared while monitoring")
-    contain.add_argument("id", type=int)
+    contain.add_argument("id", type=incident_id)
     contain.add_argument("account")
     reject = sub.add_parser("reject", help='"not this account": release it and look again (directors)')
-    reject.add_argument("id", type=int)
+    reject.add_argument("id", type=incident_id)
+    reject.add_argument("--account", metavar="ADDRESS", required=True, help="the suspect you say it is not")
     reject.add_argument("--pick", metavar="ACCOUNT", help="contain this account instead")
     report = sub.add_parser("report", help="the incident report")
-    report.add_argument("id", type=int)
+    report.add_argument("id", type=incident_id)
     report.add_argument("--format", choices=("md", "json"), default="md")
     diagnose = sub.add_parser("diagnose", help="read-only diagnosis of a server's queue (no incident)")
     diagnose.add_argument("server", nargs="?")
@@ -88,11 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check-config", help="validate mailfix.toml and report every problem")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=("upgrade",))
-    serve = sub.add_parser("serve", help="run the Slack bot in HTTP mode (POST /slack/events, GET /healthz)")
-    serve.add_argument("--host", help="address to listen on (default: $HOST, else 0.0.0.0)")
-    serve.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 3000)")
-    sub.add_parser("socket", help="run the Slack bot in Socket Mode (needs SLACK_APP_TOKEN)")
+    # Front-ends that serve people elsewhere (Slack's `serve` and `socket`) add their verbs here: they
+    # import the core, never the other way round.
+    for entry in entry_points(group=FRONTENDS):
+        entry.load()(sub)
     return parser
+
+
+def incident_id(text: str) -> int:
+    """argparse type: an incident number (ASCII digits, bounded)."""
+    try:
+        return parse_id(text)
+    except BadRequest as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -123,13 +121,8 @@ def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
         upgrade(secrets.database_url)
         print("database is up to date", file=out)
         return 0
-    if command in ("serve", "socket"):
-        from handlers import serve
-
-        config = load_config(secrets.config_path)
-        if command == "serve":
-            return serve.serve(secrets, config, args.host, args.port)
-        return serve.socket_mode(secrets, config)
+    if hasattr(args, "frontend"):  # a verb a front-end added (`serve`, `socket`)
+        return int(args.frontend(args, secrets, load_config(secrets.config_path)))
     config = load_config(secrets.config_path)
     if command == "diagnose":
         return _diagnose(config, args, out)
@@ -148,7 +141,7 @@ def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -
     command, config = args.command, runbook.config
     if command == "list":
         for incident in runbook.repo.list_incidents():
-            print(_one_line(incident), file=out)
+            print(one_line(incident), file=out)
         return 0
     if command == "status":
         incidents = [runbook.get(args.id)] if args.id else runbook.repo.list_incidents(open_only=True)
@@ -170,22 +163,26 @@ def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -
     actor = cli_actor(config)
     if command == "start":
         incident = runbook.start(server=args.server, actor=actor)
-    elif command == "approve":
-        incident = runbook.approve(args.id, actor=actor)
-    elif command == "reject":
-        incident = runbook.reject(args.id, actor=actor, pick=args.pick)
-    elif command == "contain":
-        incident = runbook.contain(args.id, actor=actor, account=args.account)
-    elif command == "abort":
-        incident = runbook.abort(args.id, actor=actor)
-    elif command == "retry":
-        incident = runbook.retry(args.id, actor=actor)
-    elif command == "resolve":
-        incident = runbook.resolve_now(args.id, actor=actor)
     elif command == "password":
         return _reveal_password(runbook, args.id, actor, out)
+    else:
+        incident = runbook.act(_request(args), actor=actor)
     print(describe(runbook.get(incident.id)), file=out)
     return 0
+
+
+def _request(args: argparse.Namespace) -> Request:
+    """Return what the command asks, bound to the account or reboot it names."""
+    if args.command == "approve":
+        event = Event.APPROVE_REBOOT if args.reboot else Event.APPROVE
+        return Request(args.id, event, account=validate_account(args.account) if args.account else None)
+    if args.command == "reject":
+        pick = validate_account(args.pick) if args.pick else None
+        return Request(args.id, Event.PICK if pick else Event.REJECT, account=validate_account(args.account), pick=pick)
+    if args.command == "contain":
+        return Request(args.id, Event.CONTAIN, pick=validate_account(args.account))
+    events = {"abort": Event.ABORT, "retry": Event.RETRY, "resolve": Event.RESOLVE_NOW, "renew": Event.RENEW}
+    return Request(args.id, events[args.command])
 
 
 def cli_actor(config: Config) -> str:
@@ -263,9 +260,11 @@ def _dnsbl(config: Config, server_name: str | None, out: TextIO) -> int:
 
 
 def _watch(config: Config, secrets: Secrets, *, once: bool, out: TextIO) -> int:
-    from bot.core.watch import TerminalAlerts, Watcher
+    from bot.core.watch import Watcher
+    from bot.terminal.alerts import TerminalAlerts
 
-    watcher = Watcher(config, open_repository(secrets), server_factory(config), TerminalAlerts(out))
+    servers = ServerPool(server_factory(config))
+    watcher = Watcher(config, open_repository(secrets), servers, TerminalAlerts(out))
     interval = config.watch_interval_seconds or 60  # 0 turns the watch off inside serve, not here
     try:
         while True:
@@ -276,44 +275,4 @@ def _watch(config: Config, secrets: Secrets, *, once: bool, out: TextIO) -> int:
     except KeyboardInterrupt:  # Ctrl-C is how a terminal watch ends
         return 0
     finally:
-        watcher.close()
-
-
-def _one_line(incident: Incident) -> str:
-    account, opened = incident.suspect_address or "-", f"{incident.opened_at:%Y-%m-%d %H:%M}"
-    return f"#{incident.id:<4} {incident.server:<12} {incident.state:<26} {account:<30} {opened}"
-
-
-def describe(incident: Incident) -> str:
-    """Return a multi-line status of an incident for the terminal."""
-    lines = [_one_line(incident)]
-    suspect = (incident.diagnosis or {}).get("suspect") or {}
-    if suspect:
-        lines.append(
-            f"  queued from it {suspect['queued_from']}, to it {suspect['queued_to']}, "
-            f"by its login {suspect['queued_by_login']}"
-        )
-    for approval in incident.approvals:
-        decision = approval.decision or f"pending (expires {approval.expires_at:%H:%M})"
-        lines.append(f"  {approval.what} approval: {decision} {approval.decided_by or ''}".rstrip())
-    for run in incident.steps:
-        lines.append(f"  step {run.step:<18} {run.status:<8} {_summary(run.summary)}")
-    checks = [c.queue_size for c in incident.checks if c.queue_size >= 0]
-    if checks:
-        lines.append(f"  queue trend {monitoring.sparkline(checks[-20:])} last {checks[-1]}")
-    if incident.failure:
-        lines.append(f"  failure: {incident.failure}")
-    n = incident.id
-    hints = {
-        State.AWAITING_APPROVAL: f"next: a director runs `mailfix approve {n}` or `mailfix reject {n}`",
-        State.AWAITING_REBOOT_APPROVAL: f"next: a director runs `mailfix approve {incident.id}` to reboot",
-        State.FAILED: f"next: `mailfix retry {incident.id}` or `mailfix abort {incident.id}`",
-        State.MONITORING: "next: `mailfix run` follows the monitoring to its end",
-    }
-    if incident.state in hints:
-        lines.append(f"  {hints[State(incident.state)]}")
-    return "\n".join(lines)
-
-
-def _summary(summary: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, dict | list) and v is not None)
+        servers.close()

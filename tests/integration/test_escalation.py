@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.core.runbook import Runbook, State
+from bot.core.runbook import Runbook
+from bot.core.table import State
 from bot.core.upkeep import Upkeep
 from bot.core.vault import Vault
 from bot.mail.postfix import PostfixServer

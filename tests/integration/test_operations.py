@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.core.mailserver import Account, Selection
+from bot.core.vault import generate_password
 from bot.errors import CommandFailed, HostUnreachable, InvalidAccount
-from bot.mail.passwords import generate_password
 from bot.mail.postfix import PostfixServer, connect
 from tests.integration.flood import flood, queue_entries
 from tests.integration.lab import Lab

@@ -204,6 +204,35 @@ class Bot:
         assert incident.slack_ts, "the incident message was never posted"
         return self.slack.message(incident.slack_channel or CHANNEL, incident.slack_ts)
 
+    def button_value(self, action_id: str, incident_id: int = 1) -> str:
+        """Return the value the incident message's `action_id` button carries (waiting for the message to show it)."""
+
+        def shown(fake: FakeSlack) -> str | None:
+            for block in self.incident_message(incident_id).get("blocks", []):
+                for element in block.get("elements", []):
+                    if element.get("action_id") == action_id and "value" in element:
+                        return element["value"]
+            return None
+
+        return self.slack.wait_for(shown, what=f"a {action_id} button on incident #{incident_id}'s message")
+
+    def option_value(self, action_id: str, name: str, incident_id: int = 1) -> str:
+        """Return the value of the option for account `name` in the incident message's `action_id` select."""
+
+        def shown(fake: FakeSlack) -> str | None:
+            for block in self.incident_message(incident_id).get("blocks", []):
+                for element in block.get("elements", []):
+                    for option in element.get("options", []) if element.get("action_id") == action_id else []:
+                        if option["text"]["text"].split(" ")[0] == name:
+                            return option["value"]
+            return None
+
+        return self.slack.wait_for(shown, what=f"option {name} in {action_id} on incident #{incident_id}'s message")
+
+    def click_button(self, action_id: str, user: str, incident_id: int = 1, **kwargs: Any) -> tuple[Response, str]:
+        """Click the `action_id` button of the incident message as it is now."""
+        return self.sender.click(action_id, user, value=self.button_value(action_id, incident_id), **kwargs)
+
     def start_incident(self, user: str = "UOPERATOR1") -> Incident:
         """Type `/mailfix start` and wait until the flood is contained and the cleanup awaits approval."""
         ack, _ = self.sender.command("start", user)

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.core.runbook import State
-from handlers import blocks, password_blocks
+from bot.core import requests
+from bot.core.table import Event, State
+from handlers import blocks, incident_blocks, password_blocks
 from handlers.actions import HANDLERS
 from handlers.commands import parse_command
 from handlers.ids import ActionId
@@ -65,7 +66,9 @@ def make_incident(state: State = State.AWAITING_APPROVAL, **fields) -> Incident:
     incident = Incident(**values)
     incident.approvals = [
         Approval(
+            id=1,
             what="cleanup",
+            subject="the cleanup of victim@example.org",
             requested_by="mailfix",
             requested_at=NOW - timedelta(minutes=4),
             expires_at=NOW + timedelta(minutes=26),
@@ -81,14 +84,14 @@ def action_ids(message: blocks.Message) -> list[str]:
 
 @pytest.mark.parametrize("state", list(BUTTONS_BY_STATE))
 def test_each_state_shows_only_the_buttons_that_apply(state):
-    message = blocks.incident_message(make_incident(state, failure="delete_from: timed out"), now=NOW)
+    message = incident_blocks.incident_message(make_incident(state, failure="delete_from: timed out"), now=NOW)
     assert action_ids(message) == BUTTONS_BY_STATE[state]
     assert blocks.check_limits(message) == []
 
 
 def test_every_state_renders_within_slacks_limits():
     for state in State:
-        message = blocks.incident_message(make_incident(state), now=NOW)
+        message = incident_blocks.incident_message(make_incident(state), now=NOW)
         assert blocks.check_limits(message) == [], state
         assert message.text.startswith("Incident #7 on mail1")
 
@@ -100,7 +103,7 @@ def test_the_message_shows_counts_trend_people_and_elapsed_time():
     ]
     incident.approvals[0].decision, incident.approvals[0].decided_by = "approved", "UDIRECTOR1"
     incident.approvals[0].decided_at = NOW
-    text = str(blocks.incident_message(incident, now=NOW).blocks)
+    text = str(incident_blocks.incident_message(incident, now=NOW).blocks)
     for expected in (
         "250 queued from it",
         "10 queued to it",
@@ -116,30 +119,32 @@ def test_the_message_shows_counts_trend_people_and_elapsed_time():
 
 
 def test_spam_subjects_cannot_ping_the_channel_or_fake_links():
-    text = str(blocks.incident_message(make_incident(), now=NOW).blocks)
+    text = str(incident_blocks.incident_message(make_incident(), now=NOW).blocks)
     assert "<!channel>" not in text and "&lt;!channel&gt; Cheap pills &amp; more" in text
     assert "<https://evil.example" not in text
 
 
 def test_the_select_offers_other_valid_accounts_only():
-    message = blocks.incident_message(make_incident(), now=NOW)
+    message = incident_blocks.incident_message(make_incident(), now=NOW)
     select = next(
         e for b in message.blocks if b["type"] == "actions" for e in b["elements"] if e["type"] == "static_select"
     )
-    assert [o["value"] for o in select["options"]] == ["7:alice", "7:bob@example.org"]
+    picks = [requests.decode(o["value"], Event.PICK) for o in select["options"]]
+    assert [p.pick for p in picks] == ["alice", "bob@example.org"]
+    assert {(p.incident_id, p.approval_id, p.account) for p in picks} == {(7, 1, "victim@example.org")}
 
 
 def test_an_expired_approval_offers_to_ask_again():
     incident = make_incident()
     incident.approvals[0].expires_at = NOW - timedelta(minutes=1)
-    assert action_ids(blocks.incident_message(incident, now=NOW)) == ["renew_approval", "abort"]
+    assert action_ids(incident_blocks.incident_message(incident, now=NOW)) == ["renew_approval", "abort"]
 
 
 def test_a_huge_diagnosis_is_clipped_not_refused():
     incident = make_incident(suspect_address="v" * 60 + "@example.org")
     incident.diagnosis["suspect"]["sample_subjects"] = ["x" * 5000] * 50
     incident.diagnosis["snapshot"]["top_senders"] = [{"name": f"user{i}@example.org", "count": i} for i in range(300)]
-    message = blocks.incident_message(incident, now=NOW)
+    message = incident_blocks.incident_message(incident, now=NOW)
     assert blocks.check_limits(message) == []
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from bot.core import requests
+from bot.core.requests import Request
+from bot.core.table import Event
 from tests.slack.conftest import CHANNEL
 
 OPERATOR, DIRECTOR, STRANGER = "UOPERATOR1", "UDIRECTOR1", "USTRANGER1"
@@ -57,9 +60,15 @@ def test_start_posts_the_incident_with_its_suspect_and_buttons(bot):
         "abort",
     ]
     assert buttons(message)[0]["text"]["text"] == "Approve cleanup of victim@example.org"
-    assert all(b.get("value") == "1" for b in buttons(message) if b["type"] == "button")
-    picks = [o["value"] for o in buttons(message)[2]["options"]]
-    assert "1:alice" in picks and not any(p.endswith(":victim") for p in picks)
+    pending = bot.incident().approvals[-1]
+    approve, not_this = (
+        requests.decode(b["value"], e) for b, e in zip(buttons(message), (Event.APPROVE, Event.REJECT))
+    )
+    assert approve == Request(1, Event.APPROVE, account="victim@example.org", approval_id=pending.id)
+    assert not_this == Request(1, Event.REJECT, account="victim@example.org", approval_id=pending.id)
+    assert requests.decode(buttons(message)[-1]["value"], Event.ABORT) == Request(1, Event.ABORT)
+    picks = [requests.decode(o["value"], Event.PICK).pick for o in buttons(message)[2]["options"]]
+    assert "alice" in picks and "victim" not in picks
     threaded = [c.params["text"] for c in bot.slack.calls_to("chat.postMessage") if c.params.get("thread_ts")]
     assert any("Suspect victim@example.org" in t for t in threaded)
     assert any("Held" in t for t in threaded)

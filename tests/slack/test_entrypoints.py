@@ -50,7 +50,7 @@ def test_a_restarted_bot_resumes_monitoring_and_resolves_the_incident(tmp_path, 
     bot = start_bot(tmp_path, slack)
     try:
         bot.start_incident()
-        bot.sender.click("approve_cleanup", "UDIRECTOR1", value="1")
+        bot.click_button("approve_cleanup", "UDIRECTOR1")
         bot.wait_state("monitoring")
     finally:
         stop_bot(bot)

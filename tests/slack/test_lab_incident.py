@@ -42,9 +42,9 @@ def test_a_full_incident_from_slack_against_the_lab(clean_lab, slack, tmp_path):
             e.get("sender") == "victim@lab.test" and e["queue_name"] != "hold" for e in queue_entries(clean_lab)
         )  # contained: held, not sent
 
-        _, refused = bot.sender.click("approve_cleanup", OPERATOR, value="1")
+        _, refused = bot.click_button("approve_cleanup", OPERATOR)
         assert "only the IT director can approve this" in bot.slack.wait_response(refused)["text"]
-        bot.sender.click("approve_cleanup", DIRECTOR, value="1")
+        bot.click_button("approve_cleanup", DIRECTOR)
         incident = bot.wait_incident(
             lambda i: any(r.step == "notify_user" and r.status == "done" for r in i.steps), "told the user", timeout=120
         )
@@ -60,7 +60,7 @@ def test_a_full_incident_from_slack_against_the_lab(clean_lab, slack, tmp_path):
         bot.sender.click(
             "confirm_password",
             VICTIM,
-            value="1:victim@lab.test",
+            value="1::victim@lab.test",
             channel=run.summary["message_channel"],
             message_ts=run.summary["message_ts"],
         )

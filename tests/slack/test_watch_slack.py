@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.runbook import State
-from handlers import blocks
+from bot.core.table import State
+from handlers import alert_blocks, blocks, incident_blocks
 from storage.models import Check, FloodAlert
 from tests.clitools import write_config
 from tests.fakes import FakeMailServer
@@ -49,7 +49,7 @@ def flood_alert(**fields) -> FloodAlert:
 
 
 def test_an_open_flood_alert_shows_the_figures_and_a_start_button():
-    message = blocks.alert_message(flood_alert())
+    message = alert_blocks.alert_message(flood_alert())
     assert blocks.check_limits(message) == []
     assert message.text == (
         "Flood on mail1: victim@example.org (login victim) has 300 queued messages (queue 325, threshold 100)"
@@ -67,26 +67,26 @@ def test_an_open_flood_alert_shows_the_figures_and_a_start_button():
 
 
 def test_an_ended_alert_or_one_with_an_incident_has_no_button():
-    ended = blocks.alert_message(flood_alert(closed_at=NOW + timedelta(minutes=7)))
+    ended = alert_blocks.alert_message(flood_alert(closed_at=NOW + timedelta(minutes=7)))
     assert action_ids(ended) == [] and "Ended on its own at 03:17 UTC" in json.dumps(ended.blocks)
     handled = flood_alert()
     handled.details = {**handled.details, "incident_id": 4, "incident_opened_by": OPERATOR}
-    message = blocks.alert_message(handled)
+    message = alert_blocks.alert_message(handled)
     assert action_ids(message) == [] and "Incident #4 opened by <@UOPERATOR1>" in json.dumps(message.blocks)
 
 
 def test_an_unreachable_alert_shows_the_error_escaped_and_then_that_it_is_back():
     down = flood_alert(kind="unreachable", account="", details={"error": "127.0.0.1: <refused> & gone"})
-    message = blocks.alert_message(down)
+    message = alert_blocks.alert_message(down)
     assert action_ids(message) == [] and blocks.check_limits(message) == []
     assert "&lt;refused&gt; &amp; gone" in json.dumps(message.blocks)
     assert message.text == "mail1 cannot be reached: 127.0.0.1: &lt;refused&gt; &amp; gone"
-    back = blocks.alert_message(flood_alert(kind="unreachable", account="", details={}, closed_at=NOW))
+    back = alert_blocks.alert_message(flood_alert(kind="unreachable", account="", details={}, closed_at=NOW))
     assert back.text.startswith("mail1 is reachable again")
 
 
 def test_a_spammy_sender_name_cannot_ping_the_channel():
-    message = blocks.alert_message(flood_alert(account="<!channel>@spam.example"))
+    message = alert_blocks.alert_message(flood_alert(account="<!channel>@spam.example"))
     assert "<!channel>" not in json.dumps(message.blocks) and "<!channel>" not in message.text
     assert "&lt;!channel&gt;@spam.example" in message.text
 
@@ -102,16 +102,16 @@ def monitored(new_flood: dict | None):
 
 
 def test_a_new_flood_in_the_latest_check_offers_to_contain_that_account_too():
-    message = blocks.incident_message(monitored({"name": "alice", "count": 150}), now=NOW)
+    message = incident_blocks.incident_message(monitored({"name": "alice", "count": 150}), now=NOW)
     assert action_ids(message) == ["contain_account", "resolve_now", "abort"]
     contain = buttons({"blocks": message.blocks})[0]
-    assert (contain["text"]["text"], contain["value"]) == ("Contain alice too", "7:alice")
+    assert (contain["text"]["text"], contain["value"]) == ("Contain alice too", "7:::alice")
     assert "confirm" in contain and blocks.check_limits(message) == []
 
 
 @pytest.mark.parametrize("new_flood", [None, {"name": "promo <x>@spam", "count": 150}, {"name": "MAILER-DAEMON"}])
 def test_no_contain_button_without_a_new_flood_or_for_a_name_that_is_no_account(new_flood):
-    assert action_ids(blocks.incident_message(monitored(new_flood), now=NOW)) == ["resolve_now", "abort"]
+    assert action_ids(incident_blocks.incident_message(monitored(new_flood), now=NOW)) == ["resolve_now", "abort"]
 
 
 # -- through `mailfix serve` ---------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_contain_this_account_too_from_the_monitored_incident(tmp_path, slack):
     try:
         bot.start_incident()
         assert bot.incident().suspect_login == "victim"
-        bot.sender.click("approve_cleanup", DIRECTOR, value="1")
+        bot.click_button("approve_cleanup", DIRECTOR)
         bot.wait_state("monitoring")
 
         def contain_button(fake):
@@ -193,15 +193,16 @@ def test_contain_this_account_too_from_the_monitored_incident(tmp_path, slack):
             return next((b for b in buttons(message) if b["action_id"] == "contain_account"), None)
 
         button = bot.slack.wait_for(contain_button, what="the contain button")
-        assert (button["text"]["text"], button["value"]) == ("Contain mallory too", "1:mallory")
+        assert (button["text"]["text"], button["value"]) == ("Contain mallory too", "1:::mallory")
 
-        _, trigger = bot.sender.click("contain_account", STRANGER, value="1:mallory")
+        _, trigger = bot.sender.click("contain_account", STRANGER, value="1:::mallory")
         assert "only operators or directors" in bot.slack.wait_response(trigger)["text"]
-        ack, _ = bot.sender.click("contain_account", OPERATOR, value="1:mallory")
+        ack, _ = bot.sender.click("contain_account", OPERATOR, value="1:::mallory")
         assert ack.status == 200 and ack.seconds < 3
 
         def contained(i):
-            done = {r.step for r in i.steps if r.phase == i.phase and r.status == "done"}
+            # The containment ran in the `containing` phase just before the one that awaits approval.
+            done = {r.step for r in i.steps if r.phase == i.phase - 1 and r.status == "done"}
             return i.state == "awaiting_approval" and i.suspect_login == "mallory" and "record_containment" in done
 
         incident = bot.wait_incident(contained, "contained mallory")

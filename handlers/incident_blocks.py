@@ -1,0 +1,248 @@
+"""The incident's channel message: its facts, its suspect, its approvals, and the buttons its state allows.
+
+The buttons are read from the state table (`person_events`); each carries a value written by
+`bot.core.requests.encode`, which binds a click to the approval and the account it answers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    Option,
+    SectionBlock,
+    StaticSelectElement,
+)
+
+from bot.core import monitoring, requests
+from bot.core.effects import current_approval
+from bot.core.mailserver import validate_account
+from bot.core.table import APPROVAL_FOR, Event, State, person_events
+from bot.errors import InvalidAccount
+from handlers.blocks import (
+    MAX_BUTTON_LABEL,
+    MAX_OPTION_VALUE,
+    NOT_ACCOUNTS,
+    STATE_EMOJI,
+    Message,
+    button,
+    clip,
+    confirm,
+    duration,
+    escape,
+    section,
+    state_text,
+    to_message,
+)
+from handlers.ids import ActionId, BlockId
+from storage.models import Approval, Incident
+
+
+def incident_message(incident: Incident, *, now: datetime, interactive: bool = True) -> Message:
+    """Return the incident's channel message; `interactive` adds the buttons its state allows."""
+    blocks: list[Block] = [
+        HeaderBlock(
+            text=clip(f"Incident #{incident.id} · {incident.server} · {state_text(incident)}", 150),
+            block_id=BlockId.HEADER,
+        ),
+        SectionBlock(fields=_facts(incident, now), block_id=BlockId.FACTS),
+    ]
+    suspect = _suspect_text(incident)
+    if suspect:
+        blocks.append(section(suspect, BlockId.SUSPECT))
+    if incident.approvals:
+        lines = [_approval_line(a, now) for a in incident.approvals[-5:]]
+        blocks.append(
+            ContextBlock(elements=[MarkdownTextObject(text=clip(" · ".join(lines), 2000))], block_id=BlockId.APPROVALS)
+        )
+    if incident.state == State.FAILED and incident.failure:
+        blocks.append(section(f":x: *Failed:* {escape(incident.failure)}", BlockId.FAILURE))
+    elements = _actions(incident, now) if interactive else []
+    if elements:
+        blocks.append(ActionsBlock(elements=elements, block_id=BlockId.ACTIONS))
+    return to_message(incident_text(incident), blocks)
+
+
+def incident_text(incident: Incident) -> str:
+    """Return the plain-text fallback of the incident message."""
+    account = f": suspect {incident.suspect_address}" if incident.suspect_address else ""
+    return f"Incident #{incident.id} on {incident.server} is {state_text(incident)}{account}"
+
+
+def _facts(incident: Incident, now: datetime) -> list[MarkdownTextObject]:
+    snapshot = (incident.diagnosis or {}).get("snapshot") or {}
+    sizes = [c.queue_size for c in incident.checks if c.queue_size >= 0]
+    queue = f"{sizes[-1]} now" if sizes else (f"{snapshot['total']}" if "total" in snapshot else "not checked yet")
+    if sizes:
+        queue += f" · {snapshot.get('total', '?')} at diagnosis · {monitoring.sparkline(sizes[-20:])}"
+    facts = [
+        f"*State*\n{STATE_EMOJI.get(incident.state, '')} {state_text(incident)}",
+        f"*Opened by*\n<@{incident.opened_by}> at {incident.opened_at:%H:%M} UTC",
+        f"*Queue*\n{queue}",
+        f"*Elapsed*\n{duration((incident.closed_at or now) - incident.opened_at)}",
+    ]
+    if incident.contained_at is not None:
+        facts.append(f"*Contained*\n{duration(incident.contained_at - incident.opened_at)} after opening")
+    if incident.state == State.MONITORING and incident.monitor_deadline is not None:
+        facts.append(f"*Monitoring until*\n{incident.monitor_deadline:%H:%M:%S} UTC")
+    return [MarkdownTextObject(text=clip(text, 2000)) for text in facts]
+
+
+def _suspect_text(incident: Incident) -> str:
+    if not incident.suspect_address:
+        return ""
+    suspect = (incident.diagnosis or {}).get("suspect") or {}
+    lines = [f"*Suspect account:* `{escape(incident.suspect_address)}` (SASL login `{escape(incident.suspect_login)}`)"]
+    if suspect:
+        lines.append(
+            f"• {suspect.get('queued_from', 0)} queued from it · {suspect.get('queued_to', 0)} queued to it"
+            f" · {suspect.get('queued_by_login', 0)} sent by its login"
+        )
+        subjects = [f"“{escape(clip(s, 120))}”" for s in suspect.get("sample_subjects", [])[:5]]
+        if subjects:
+            lines.append("• Sample subjects: " + ", ".join(subjects))
+    if incident.rejected_accounts:
+        lines.append("• Not this account: " + ", ".join(f"`{escape(a)}`" for a in incident.rejected_accounts))
+    return "\n".join(lines)
+
+
+def _approval_line(approval: Approval, now: datetime) -> str:
+    if approval.decision is None and approval.expires_at <= now:
+        return f"{approval.what}: expired at {approval.expires_at:%H:%M}"
+    if approval.decision is None:
+        return f"{approval.what}: waiting for a director (expires {approval.expires_at:%H:%M} UTC)"
+    by = f" by <@{approval.decided_by}>" if approval.decided_by and approval.decided_by != "mailfix" else ""
+    at = f" at {approval.decided_at:%H:%M}" if approval.decided_at else ""
+    return f"{approval.what}: {approval.decision}{by}{at}"
+
+
+def _actions(incident: Incident, now: datetime) -> list[Any]:
+    """Return the buttons of the events the table lets people fire in the incident's state."""
+    current = current_approval(incident)
+    approval_id = current.id if current is not None and current.decision is None else None
+    expired = State(incident.state) in APPROVAL_FOR and _approval_expired(current, now)
+    elements: list[Any] = []
+    for event in person_events(incident.state):
+        if expired != (event == Event.RENEW) and event != Event.ABORT:
+            continue  # an expired request offers only "ask again"; a live one never does
+        element = _element(incident, event, approval_id)
+        if element is not None:
+            elements.append(element)
+    return elements
+
+
+def _element(incident: Incident, event: Event, approval_id: int | None) -> Any:
+    """Return the button (or select) for `event`, its value bound to the approval and account it answers."""
+    n, account = incident.id, incident.suspect_address
+    bound = requests.encode(n, approval_id=approval_id, account=account)
+    if event == Event.APPROVE and account:
+        label = f"Approve cleanup of {account}"
+        return button(label, ActionId.APPROVE_CLEANUP, bound, style="primary", confirm=_confirm_cleanup(incident))
+    if event == Event.REJECT and account:
+        return button("Not this account", ActionId.NOT_THIS_ACCOUNT, bound)
+    if event == Event.PICK and account:
+        options = _other_accounts(incident, approval_id)
+        if options:
+            return StaticSelectElement(
+                placeholder="Pick another account", action_id=ActionId.PICK_ACCOUNT, options=options
+            )
+        return None
+    if event == Event.APPROVE_REBOOT:
+        text = "The server goes down for several minutes; mail waits in the senders' queues."
+        reboot_confirm = confirm(f"Reboot {incident.server}?", text, "Reboot")
+        return button("Approve reboot", ActionId.APPROVE_REBOOT, bound, style="primary", confirm=reboot_confirm)
+    if event == Event.RENEW:
+        return button("Ask the directors again", ActionId.RENEW_APPROVAL, bound, style="primary")
+    if event == Event.RETRY:
+        return button("Retry step", ActionId.RETRY_STEP, str(n), style="primary")
+    if event == Event.RESOLVE_NOW:
+        return button("Resolve now", ActionId.RESOLVE_NOW, str(n))
+    if event == Event.CONTAIN:
+        return _contain_button(incident)
+    if event == Event.ABORT:
+        text = "mailfix stops here and changes nothing more on the server; what it already did stays done."
+        return button(
+            "Abort", ActionId.ABORT, str(n), style="danger", confirm=confirm(f"Abort incident #{n}?", text, "Abort")
+        )
+    return None
+
+
+def _contain_button(incident: Incident) -> ButtonElement | None:
+    """Return "Contain <name> too" when the latest check saw a flood from another account."""
+    name = new_flood_account(incident)
+    if name is None:
+        return None
+    value = requests.encode(incident.id, pick=name)
+    if len(value) > MAX_OPTION_VALUE:
+        return None
+    text = (
+        f"Hold the mail queued by {name}, block its login and close its sessions (all reversible)."
+        " Its cleanup then waits for a director's approval, like the first account's."
+    )
+    return button(
+        f"Contain {name} too",
+        ActionId.CONTAIN_ACCOUNT,
+        value,
+        style="primary",
+        confirm=confirm(f"Contain {name} too?", text, "Contain"),
+    )
+
+
+def new_flood_account(incident: Incident) -> str | None:
+    """Return the valid account name of the new flood the latest check saw, if any."""
+    if not incident.checks:
+        return None
+    name = str(((incident.checks[-1].details or {}).get("new_flood") or {}).get("name") or "")
+    try:
+        name = validate_account(name)
+    except InvalidAccount:
+        return None  # nobody a button could contain (a forged sender, bounces)
+    return None if name in NOT_ACCOUNTS else name
+
+
+def _approval_expired(current: Approval | None, now: datetime) -> bool:
+    return current is not None and (
+        current.decision == "expired" or (current.decision is None and current.expires_at <= now)
+    )
+
+
+def _confirm_cleanup(incident: Incident) -> ConfirmObject:
+    suspect = (incident.diagnosis or {}).get("suspect") or {}
+    counts = ""
+    if suspect:
+        counts = (
+            f" deletes the {suspect.get('queued_from', 0) + suspect.get('queued_by_login', 0)} messages queued"
+            f" from it and the {suspect.get('queued_to', 0)} addressed to it,"
+        )
+    text = (
+        f"This changes the password of {incident.suspect_address},{counts} empties its INBOX and tells the user."
+        " It cannot be undone."
+    )
+    return confirm("Approve the cleanup?", text, "Approve")
+
+
+def _other_accounts(incident: Incident, approval_id: int | None) -> list[Option]:
+    """Return select options for the other top senders and logins (valid account names only)."""
+    snapshot = (incident.diagnosis or {}).get("snapshot") or {}
+    skip = {incident.suspect_address, incident.suspect_login, *incident.rejected_accounts}
+    options: dict[str, Option] = {}
+    for key in ("top_sasl_logins", "top_senders"):
+        for entry in snapshot.get(key, []):
+            name, count = str(entry.get("name", "")), entry.get("count", 0)
+            try:
+                name = validate_account(name)
+            except InvalidAccount:
+                continue  # not an address or login a director could pick
+            value = requests.encode(incident.id, approval_id=approval_id, account=incident.suspect_address, pick=name)
+            if name in skip or name in NOT_ACCOUNTS or name in options or len(value) > MAX_OPTION_VALUE:
+                continue
+            options[name] = Option(value=value, text=clip(f"{name} ({count} queued)", MAX_BUTTON_LABEL))
+    return list(options.values())[:100]
