@@ -28,7 +28,6 @@ MAX_BLOCKS = 50
 MAX_SECTION = 3000
 MAX_BUTTON_LABEL = 75
 MAX_OPTION_VALUE = 150
-NOT_ACCOUNTS = frozenset({"mailer-daemon"})  # how Postfix shows bounces' empty sender: nobody to pick
 MAX_RESPONSE_TEXT = 3900  # what we let a plain-text response grow to before cutting it
 
 STATE_EMOJI: Mapping[str, str] = {

@@ -22,15 +22,15 @@ from slack_sdk.models.blocks import (
     StaticSelectElement,
 )
 
+from bot.core import diagnosis as diagnosis_codec
 from bot.core import monitoring, requests
 from bot.core.effects import current_approval
-from bot.core.mailserver import validate_account
+from bot.core.mailserver import NOT_ACCOUNTS, Suspect, validate_account
 from bot.core.table import APPROVAL_FOR, Event, State, person_events
 from bot.errors import InvalidAccount
 from handlers.blocks import (
     MAX_BUTTON_LABEL,
     MAX_OPTION_VALUE,
-    NOT_ACCOUNTS,
     STATE_EMOJI,
     Message,
     button,
@@ -78,11 +78,12 @@ def incident_text(incident: Incident) -> str:
 
 
 def _facts(incident: Incident, now: datetime) -> list[MarkdownTextObject]:
-    snapshot = (incident.diagnosis or {}).get("snapshot") or {}
+    diagnosis = diagnosis_codec.of(incident)
+    diagnosed = str(diagnosis.snapshot.total) if diagnosis else "?"
     sizes = [c.queue_size for c in incident.checks if c.queue_size >= 0]
-    queue = f"{sizes[-1]} now" if sizes else (f"{snapshot['total']}" if "total" in snapshot else "not checked yet")
+    queue = f"{sizes[-1]} now" if sizes else (diagnosed if diagnosis else "not checked yet")
     if sizes:
-        queue += f" · {snapshot.get('total', '?')} at diagnosis · {monitoring.sparkline(sizes[-20:])}"
+        queue += f" · {diagnosed} at diagnosis · {monitoring.sparkline(sizes[-20:])}"
     facts = [
         f"*State*\n{STATE_EMOJI.get(incident.state, '')} {state_text(incident)}",
         f"*Opened by*\n<@{incident.opened_by}> at {incident.opened_at:%H:%M} UTC",
@@ -99,14 +100,14 @@ def _facts(incident: Incident, now: datetime) -> list[MarkdownTextObject]:
 def _suspect_text(incident: Incident) -> str:
     if not incident.suspect_address:
         return ""
-    suspect = (incident.diagnosis or {}).get("suspect") or {}
+    suspect = _suspect(incident)
     lines = [f"*Suspect account:* `{escape(incident.suspect_address)}` (SASL login `{escape(incident.suspect_login)}`)"]
     if suspect:
         lines.append(
-            f"• {suspect.get('queued_from', 0)} queued from it · {suspect.get('queued_to', 0)} queued to it"
-            f" · {suspect.get('queued_by_login', 0)} sent by its login"
+            f"• {suspect.queued_from} queued from it · {suspect.queued_to} queued to it"
+            f" · {suspect.queued_by_login} sent by its login"
         )
-        subjects = [f"“{escape(clip(s, 120))}”" for s in suspect.get("sample_subjects", [])[:5]]
+        subjects = [f"“{escape(clip(s, 120))}”" for s in suspect.sample_subjects[:5]]
         if subjects:
             lines.append("• Sample subjects: " + ", ".join(subjects))
     if incident.rejected_accounts:
@@ -208,6 +209,13 @@ def new_flood_account(incident: Incident) -> str | None:
     return None if name in NOT_ACCOUNTS else name
 
 
+def _suspect(incident: Incident) -> Suspect | None:
+    """Return the diagnosis' evidence on the incident's suspect (None when a person picked another account)."""
+    diagnosis = diagnosis_codec.of(incident)
+    suspect = diagnosis.suspect if diagnosis else None
+    return suspect if suspect is not None and suspect.account.address == incident.suspect_address else None
+
+
 def _approval_expired(current: Approval | None, now: datetime) -> bool:
     return current is not None and (
         current.decision == "expired" or (current.decision is None and current.expires_at <= now)
@@ -215,12 +223,12 @@ def _approval_expired(current: Approval | None, now: datetime) -> bool:
 
 
 def _confirm_cleanup(incident: Incident) -> ConfirmObject:
-    suspect = (incident.diagnosis or {}).get("suspect") or {}
+    suspect = _suspect(incident)
     counts = ""
     if suspect:
         counts = (
-            f" deletes the {suspect.get('queued_from', 0) + suspect.get('queued_by_login', 0)} messages queued"
-            f" from it and the {suspect.get('queued_to', 0)} addressed to it,"
+            f" deletes the {suspect.queued_from + suspect.queued_by_login} messages queued"
+            f" from it and the {suspect.queued_to} addressed to it,"
         )
     text = (
         f"This changes the password of {incident.suspect_address},{counts} empties its INBOX and tells the user."
@@ -231,12 +239,11 @@ def _confirm_cleanup(incident: Incident) -> ConfirmObject:
 
 def _other_accounts(incident: Incident, approval_id: int | None) -> list[Option]:
     """Return select options for the other top senders and logins (valid account names only)."""
-    snapshot = (incident.diagnosis or {}).get("snapshot") or {}
+    diagnosis = diagnosis_codec.of(incident)
     skip = {incident.suspect_address, incident.suspect_login, *incident.rejected_accounts}
     options: dict[str, Option] = {}
-    for key in ("top_sasl_logins", "top_senders"):
-        for entry in snapshot.get(key, []):
-            name, count = str(entry.get("name", "")), entry.get("count", 0)
+    for ranking in (diagnosis.snapshot.top_sasl_logins, diagnosis.snapshot.top_senders) if diagnosis else ():
+        for name, count in ((r.name, r.count) for r in ranking):
             try:
                 name = validate_account(name)
             except InvalidAccount:

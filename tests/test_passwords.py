@@ -11,7 +11,7 @@ from bot.config import ServerConfig
 from bot.core.mailserver import Account, Password
 from bot.core.vault import generate_password
 from bot.errors import CommandFailed
-from bot.mail.executor import CommandResult
+from bot.mail.commands import CommandResult
 from bot.mail.passwords import replace_hash, set_password
 
 

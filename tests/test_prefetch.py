@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from bot.errors import CommandFailed
-from bot.mail.postfix import _Prefetch
+from bot.mail.subjects import Prefetch
 
 
 def test_a_right_guess_is_used_and_a_wrong_one_fetches_again():
@@ -16,7 +16,7 @@ def test_a_right_guess_is_used_and_a_wrong_one_fetches_again():
         return tuple(f"subject of {i}" for i in ids)
 
     with ThreadPoolExecutor(1) as pool:
-        prefetch = _Prefetch()
+        prefetch = Prefetch()
         prefetch.start(pool, ["A", "B"], fetch)
         prefetch.settle()
     assert prefetch.subjects([["A", "B"]], fetch) == ("subject of A", "subject of B")
@@ -32,7 +32,7 @@ def test_a_failed_guess_falls_back_to_fetching():
         raise CommandFailed("lab", "postcat failed")
 
     with ThreadPoolExecutor(1) as pool:
-        prefetch = _Prefetch()
+        prefetch = Prefetch()
         prefetch.start(pool, ["A"], failing)
         prefetch.settle()
     assert prefetch.subjects([["A"]], lambda ids: ("fetched again",)) == ("fetched again",)

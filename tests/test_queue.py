@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from bot.core.diagnosis import from_json, to_json
 from bot.core.mailserver import Diagnosis, Selection
-from bot.mail.diagnosis import diagnosis_to_json, find_suspect, render_diagnosis
 from bot.mail.queue import (
     QueueAggregator,
     SelectionMatcher,
@@ -17,6 +17,8 @@ from bot.mail.queue import (
     parse_line,
     select_ids,
 )
+from bot.mail.suspects import find_suspect
+from bot.terminal.diagnosis import render_diagnosis
 
 DOMAIN = "lab.test"
 NOW = 1_700_000_000
@@ -194,14 +196,15 @@ def test_forged_foreign_senders_are_never_suspects() -> None:
 
 
 def test_diagnosis_json_has_the_documented_keys() -> None:
-    """The JSON form follows the schema in bot.mail.diagnosis and survives json.dumps."""
+    """The JSON form follows the schema in bot.core.diagnosis, survives json.dumps and reads back the same."""
     aggregator = aggregate(QUEUE, LOGINS)
     account, runner_up = find_suspect(aggregator, DOMAIN, flood_threshold=3)
     from bot.core.mailserver import Suspect
 
     assert account is not None
     diagnosis = Diagnosis(aggregator.snapshot(), Suspect(account, 2, 2, 3, ("Hi",)), runner_up)
-    data = json.loads(json.dumps(diagnosis_to_json(diagnosis)))
+    data = json.loads(json.dumps(to_json(diagnosis)))
+    assert from_json(data) == diagnosis
     assert set(data) == {"schema", "queue", "suspect", "runner_up", "warnings"}
     assert data["suspect"]["login"] == "victim" and data["suspect"]["queued_by_login"] == 3
     assert data["queue"]["top_sasl_logins"][0] == {"name": "victim", "count": 3}

@@ -10,7 +10,8 @@ from bot.config import ServerConfig
 from bot.core.mailserver import Account, Selection, validate_account
 from bot.errors import InvalidAccount
 from bot.mail.executor import SSHExecutor
-from bot.mail.postfix import PostfixServer, decode_subject, postsuper_count
+from bot.mail.postfix import PostfixServer, postsuper_count
+from bot.mail.subjects import decode_subject
 
 HOSTILE = [
     "bob; reboot",
@@ -122,3 +123,8 @@ def test_subjects_are_decoded_and_unfolded() -> None:
     """RFC 2047 words are decoded; folded lines are joined."""
     assert decode_subject("=?utf-8?q?Gan=C3=B3_un_premio?=") == "Ganó un premio"
     assert decode_subject("Final\n notice") == "Final notice"
+
+
+def test_a_subject_cannot_carry_terminal_escapes_or_bidi_overrides() -> None:
+    raw = "=?utf-8?q?Pago_=1B[2J=1B]0;pwned=07_pendiente_=E2=80=AEexe.txt?="
+    assert decode_subject(raw) == "Pago [2J]0;pwned pendiente exe.txt"

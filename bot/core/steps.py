@@ -8,13 +8,14 @@ and is run again (setting the same stored password again, releasing what is alre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from bot.config import Config, ServerConfig
-from bot.core.mailserver import Account, MailServer, Selection, validate_account
+from bot.core import diagnosis as diagnosis_codec
+from bot.core.mailserver import Account, Diagnosis, MailServer, Selection, validate_account
 from bot.core.notifier import Notifier
 from bot.core.vault import Vault, generate_password
 from storage.models import Incident
@@ -60,9 +61,9 @@ def _diagnose(ctx: StepContext) -> StepOutcome:
     diagnosis = ctx.server.diagnose(
         flood_threshold=ctx.config.flood_threshold, exclude=frozenset(incident.rejected_accounts)
     )
-    summary = asdict(diagnosis)
+    summary = diagnosis_codec.to_json(diagnosis)
     if incident.picked_account:
-        account = _account_for(incident.picked_account, ctx.server_config.mail_domain, summary)
+        account = _account_for(incident.picked_account, ctx.server_config.mail_domain, diagnosis)
     elif diagnosis.suspect is not None:
         account = diagnosis.suspect.account
     else:
@@ -73,10 +74,10 @@ def _diagnose(ctx: StepContext) -> StepOutcome:
     return StepOutcome(summary, text)
 
 
-def _account_for(name: str, domain: str, summary: Mapping[str, Any]) -> Account:
-    """Return the Account for a name the director picked from the top senders or logins."""
+def _account_for(name: str, domain: str, diagnosis: Diagnosis) -> Account:
+    """Return the Account for a name a person picked from the top senders or logins."""
     name = validate_account(name)
-    logins = {entry["name"] for entry in summary["snapshot"]["top_sasl_logins"]}
+    logins = {ranked.name.lower() for ranked in diagnosis.snapshot.top_sasl_logins}
     if "@" in name and name not in logins:
         return Account(address=name, login=name.split("@", 1)[0])
     return Account(address=name if "@" in name else f"{name}@{domain}", login=name)

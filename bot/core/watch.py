@@ -129,6 +129,10 @@ class Watcher:
         self.notifier = notifier
         self.now = clock
 
+    def close(self) -> None:
+        """Close the watch's server connections (when it owns them, as `mailfix watch` does)."""
+        self.servers.close()
+
     def poll_once(self) -> list[FloodAlert]:
         """Poll every server once; return the alerts raised by this poll."""
         self._tell_untold()

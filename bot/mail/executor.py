@@ -19,42 +19,21 @@ import shlex
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 import paramiko
 
 from bot.config import ServerConfig
 from bot.errors import AuthFailed, CommandFailed, CommandTimeout, ExecutorError, HostKeyMismatch, HostUnreachable
+from bot.mail.commands import STDERR_TAIL_BYTES, CommandResult, command_failed, command_name
 
 log = logging.getLogger(__name__)
 
-STDERR_TAIL_BYTES = 8192
 READ_CHUNK = 1 << 20
 # Short channel timeouts let blocking reads notice the command's deadline.
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15
 # A larger window than paramiko's 2 MB keeps a fast producer (postqueue -j) from stalling.
 WINDOW_SIZE = 16 << 20
-SUDO_PASSWORD_HINTS = (b"a password is required", b"a terminal is required")
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What a finished command returned: exit status, stdout, the tail of stderr and its duration."""
-
-    argv: tuple[str, ...]
-    exit_status: int
-    stdout: bytes
-    stderr_tail: str
-    duration: float
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_status == 0
-
-    @property
-    def text(self) -> str:
-        return self.stdout.decode("utf-8", "replace")
 
 
 class _RefuseUnknownHostKey(paramiko.RejectPolicy):
@@ -195,51 +174,6 @@ class RemoteProcess:
     def _raise_lost(self, when: str) -> None:
         self._channel.close()
         raise HostUnreachable(self.host, f"SSH connection lost {when} ({self.name})")
-
-
-def command_failed(host: str, result: CommandResult) -> CommandFailed:
-    """Return the CommandFailed for `result`, explaining a sudo that wants a password."""
-    tail = result.stderr_tail.encode()
-    if result.exit_status == 1 and any(hint in tail for hint in SUDO_PASSWORD_HINTS):
-        return CommandFailed(host, "sudo needs NOPASSWD for mailfix's user", result)
-    # Some commands (a shell wrapper) report on stdout: fall back to its last line.
-    output = result.stderr_tail.strip() or result.stdout[-STDERR_TAIL_BYTES:].decode("utf-8", "replace").strip()
-    last = output.splitlines()[-1:] or ["no error output"]
-    name = command_name(result.argv)
-    return CommandFailed(host, f"{name} exited with status {result.exit_status}: {last[0][:200]}", result)
-
-
-# Runs "$@" with one of its streams piped through a filter (if any) and re-blocked by dd, keeping
-# the command's exit status (dash has no pipefail).
-_DD = "dd bs={bs} iflag=fullblock status=none"
-_REBLOCK = {
-    "stdout": 'exec 3>&1; rc=$( { { "$@"; echo $? >&4; } | {through}' + _DD + " >&3; } 4>&1 )",
-    "stderr": 'exec 3>&1; rc=$( { { "$@" 2>&1 >&3; echo $? >&4; } | {through}' + _DD + " >&2; } 4>&1 )",
-}
-
-
-def reblocked(
-    argv: Sequence[str], *, stream: str = "stdout", through: str = "", block_size: int = 256 * 1024
-) -> list[str]:
-    """Return argv running `argv` with its stdout (or stderr) gathered into blocks on the server.
-
-    postqueue -j writes a line at a time and postsuper a line per queue ID on stderr; sshd turns
-    each write into an SSH packet, and at 100,000 packets paramiko's per-packet cost dominates.
-    `through` is a fixed shell filter (never built from input) that the stream passes first.
-    """
-    pipe = f"{through} | " if through else ""
-    script = _REBLOCK[stream].replace("{bs}", str(block_size)).replace("{through}", pipe)
-    return ["sh", "-c", script + '; exit "${rc:-1}"', "sh", *argv]
-
-
-def command_name(argv: Sequence[str]) -> str:
-    """Return the program a command line runs, looking through `sh -c SCRIPT sh` and `env VAR=...`."""
-    args = list(argv)
-    if args[:2] == ["sh", "-c"] and len(args) > 4:
-        args = args[4:]
-    while args and (args[0] == "env" or "=" in args[0]):
-        args = args[1:]
-    return args[0] if args else (argv[0] if argv else "?")
 
 
 class SSHExecutor:

@@ -15,7 +15,8 @@ import logging
 from bot.config import ServerConfig
 from bot.core.mailserver import Account, Password, validate_account
 from bot.errors import CommandFailed
-from bot.mail.executor import SSHExecutor, command_failed
+from bot.mail.commands import command_failed
+from bot.mail.executor import SSHExecutor
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from bot.config import ServerConfig
@@ -29,12 +29,14 @@ from bot.core.mailserver import (
     Suspect,
     validate_account,
 )
-from bot.errors import CommandFailed, CommandTimeout, HostUnreachable, MailfixError
-from bot.mail.diagnosis import find_suspect
-from bot.mail.executor import CommandResult, RemoteProcess, SSHExecutor, command_failed, reblocked
+from bot.errors import CommandFailed, CommandTimeout, HostUnreachable
+from bot.mail.commands import CommandResult, command_failed, reblocked
+from bot.mail.executor import RemoteProcess, SSHExecutor
 from bot.mail.passwords import DOVEADM, EX_NOUSER, SHELL_PATH, set_password
 from bot.mail.queue import QueueAggregator, SelectionMatcher, account_aliases, select_ids
 from bot.mail.sasl import SaslLog, blocked_keys, login_keys, read_map, read_sasl_log, update_block
+from bot.mail.subjects import PREFETCH_AFTER, SAMPLE_SUBJECTS, Prefetch, leading_samples, subjects_in
+from bot.mail.suspects import find_suspect
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,8 @@ POSTCAT = "/usr/sbin/postcat"
 POSTFIX = "/usr/sbin/postfix"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 IDS_PER_WRITE = 4096
-SAMPLE_SUBJECTS = 3
 REBOOT_POLL_SECONDS = 1.0
 _POSTSUPER_SUMMARY = re.compile(r"postsuper: (Deleted|Placed on hold|Released from hold): (\d+) messages?")
-_SUBJECT_RE = re.compile(r"^Subject:[ \t]*(.*(?:\n[ \t].*)*)", re.MULTILINE | re.IGNORECASE)
 # Daemons started by the command (postfix start) must not keep the SSH channel's pipes open.
 _DETACHED = """out=$(mktemp) || exit 1
 ( %s
@@ -231,10 +231,10 @@ class PostfixServer:
             log.warning("%s: %s", self.executor.host, warning)
         return sasl
 
-    def _aggregate(self, *, prefetch_samples: bool) -> tuple[QueueAggregator, _Prefetch]:
+    def _aggregate(self, *, prefetch_samples: bool) -> tuple[QueueAggregator, Prefetch]:
         listing = self._listing()
         aggregator = QueueAggregator(login_of=None, mail_domain=self.server.mail_domain)
-        prefetch = _Prefetch()
+        prefetch = Prefetch()
         # The log is read on a second channel while the listing is parsed: neither waits for the other.
         # A third fetches the sample subjects of the account leading so far (a flood leads early).
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -245,7 +245,7 @@ class PostfixServer:
                     if aggregator.login_of is None and sasl.done():
                         aggregator.set_logins(sasl.result().login_of)
                     if prefetch_samples and prefetch.ids is None and aggregator.total >= PREFETCH_AFTER:
-                        prefetch.start(pool, _leading_samples(aggregator), self._subjects)
+                        prefetch.start(pool, leading_samples(aggregator), self._subjects)
                 listing.wait()
                 if aggregator.login_of is None:
                     aggregator.set_logins(sasl.result().login_of)
@@ -295,7 +295,7 @@ class PostfixServer:
         # One postcat for all samples (each SSH command costs a round trip and a process on the
         # server). A message gone since the listing makes postcat stop: the subjects read so far stay.
         result = self.executor.run([POSTCAT, "-hq", *queue_ids], check=False, timeout=30)
-        return tuple(decode_subject(found) for found in _SUBJECT_RE.findall(result.text))
+        return subjects_in(result.text)
 
     def _run_shell(self, command: str, *, timeout: float | None = None) -> None:
         script = _DETACHED % command
@@ -341,17 +341,6 @@ def postsuper_count(stderr_tail: str) -> int:
     return int(found[-1][1]) if found else 0
 
 
-def decode_subject(raw: str) -> str:
-    """Return a header value decoded (RFC 2047), unfolded and cut to 120 characters."""
-    from email.header import decode_header, make_header
-
-    try:
-        text = str(make_header(decode_header(raw)))
-    except (ValueError, LookupError):
-        text = raw
-    return " ".join(text.split())[:120]
-
-
 def _batches(ids: Iterator[str]) -> Iterator[bytes]:
     batch: list[str] = []
     for queue_id in ids:
@@ -361,50 +350,6 @@ def _batches(ids: Iterator[str]) -> Iterator[bytes]:
             batch.clear()
     if batch:
         yield ("\n".join(batch) + "\n").encode()
-
-
-PREFETCH_AFTER = 2000  # messages seen before guessing which account's subjects to fetch
-
-
-class _Prefetch:
-    """Sample subjects fetched while the listing still streams, used if the guess was the suspect."""
-
-    def __init__(self) -> None:
-        self.ids: tuple[str, ...] | None = None
-        self._future: Future[tuple[str, ...]] | None = None
-        self._result: tuple[str, ...] = ()
-
-    def start(self, pool: ThreadPoolExecutor, ids: list[str], fetch: Callable[[list[str]], tuple[str, ...]]) -> None:
-        self.ids = tuple(ids)
-        if ids:
-            self._future = pool.submit(fetch, ids)
-
-    def settle(self) -> None:
-        """Wait for the fetch; a failed guess is simply not used."""
-        if self._future is not None:
-            try:
-                self._result = self._future.result()
-            except MailfixError:
-                self.ids = ()
-
-    def subjects(self, samples: Sequence[list[str]], fetch: Callable[[list[str]], tuple[str, ...]]) -> tuple[str, ...]:
-        """Return the prefetched subjects if the guess was one of `samples`, else fetch the first non-empty one.
-
-        The guess is made before the log names the logins, so it is often the address's samples.
-        """
-        if any(ids and tuple(ids) == self.ids for ids in samples):
-            return self._result
-        return fetch(next((ids for ids in samples if ids), []))
-
-
-def _leading_samples(aggregator: QueueAggregator) -> list[str]:
-    """Return the sample IDs of the login (or else the local sender) with the most messages so far."""
-    for counter in (aggregator.logins, aggregator.senders):
-        for name, _ in counter.most_common(3):
-            ids = aggregator.samples.get(name)
-            if ids and len(ids) >= SAMPLE_SUBJECTS:
-                return ids[:SAMPLE_SUBJECTS]
-    return []
 
 
 def _count(counter: dict[str, int], names: frozenset[str]) -> int:

@@ -19,6 +19,7 @@ from typing import TextIO
 from dotenv import load_dotenv
 
 from bot.config import Config, Secrets, load_config
+from bot.core import diagnosis as diagnosis_codec
 from bot.core.mailserver import validate_account
 from bot.core.pool import ServerPool
 from bot.core.report import report_json, report_markdown
@@ -28,6 +29,7 @@ from bot.core.table import Event
 from bot.core.upkeep import Upkeep
 from bot.core.vault import Vault
 from bot.errors import ConfigError, MailfixError, NotAuthorized
+from bot.terminal.diagnosis import render_diagnosis
 from bot.terminal.notifier import TerminalNotifier
 from bot.terminal.status import describe, one_line
 from bot.wiring import build_runbook, open_repository, server_factory
@@ -233,15 +235,13 @@ def _run(runbook: Runbook, *, once: bool) -> int:
 
 
 def _diagnose(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    from bot.mail.diagnosis import diagnosis_to_json, render_diagnosis
-
     server = server_factory(config)(config.server(args.server).name)
     try:
         diagnosis = server.diagnose(flood_threshold=config.flood_threshold)
     finally:
         server.close()
     print(
-        json.dumps(diagnosis_to_json(diagnosis), indent=2) if args.json else render_diagnosis(diagnosis),
+        json.dumps(diagnosis_codec.to_json(diagnosis), indent=2) if args.json else render_diagnosis(diagnosis),
         file=out,
     )
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from bot.core import diagnosis as diagnosis_codec
 from bot.core import monitoring
 from bot.core.table import Event, person_events
 from storage.models import Incident
@@ -37,11 +38,11 @@ def one_line(incident: Incident) -> str:
 def describe(incident: Incident) -> str:
     """Return a multi-line status of an incident for the terminal."""
     lines = [one_line(incident)]
-    suspect = (incident.diagnosis or {}).get("suspect") or {}
-    if suspect:
+    diagnosis = diagnosis_codec.of(incident)
+    suspect = diagnosis.suspect if diagnosis else None
+    if suspect is not None:
         lines.append(
-            f"  queued from it {suspect['queued_from']}, to it {suspect['queued_to']}, "
-            f"by its login {suspect['queued_by_login']}"
+            f"  queued from it {suspect.queued_from}, to it {suspect.queued_to}, by its login {suspect.queued_by_login}"
         )
     for approval in incident.approvals:
         decision = approval.decision or f"pending (expires {approval.expires_at:%H:%M})"

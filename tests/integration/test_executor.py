@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import AuthFailed, CommandFailed, CommandTimeout, HostKeyMismatch, HostUnreachable
-from bot.mail.executor import STDERR_TAIL_BYTES, SSHExecutor
+from bot.mail.commands import STDERR_TAIL_BYTES
+from bot.mail.executor import SSHExecutor
 from tests.integration.lab import Lab, free_ports
 
 

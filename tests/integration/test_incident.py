@@ -70,9 +70,9 @@ def test_a_real_flood_is_found_contained_and_cleaned_from_the_terminal(clean_lab
     assert not smtp_auth_works(lab, "victim", lab.passwords["victim"])
     assert smtp_auth_works(lab, "juana", lab.passwords["juana"])
 
-    code, out = mailfix("alt", "approve", "1")
+    code, out = mailfix("alt", "approve", "1", "--account", "victim@lab.test")
     assert code == 1 and "only the IT director" in capsys.readouterr().err
-    code, out = mailfix("boss", "approve", "1")
+    code, out = mailfix("boss", "approve", "1", "--account", "victim@lab.test")
     assert code == 0, capsys.readouterr().err
     entries = queue_entries(lab)
     assert not [e for e in entries if e["sender"] == "victim@lab.test"]
@@ -102,7 +102,7 @@ def test_not_this_account_releases_the_held_mail_and_unblocks_the_login(clean_la
     report = flood(lab, login="juan", count=300, forged_fraction=0.0, legit=10, bounces=0, inbox=0)
     assert mailfix("alt", "start", "lab")[0] == 0
     assert len([e for e in queue_entries(lab) if e["queue_name"] == "hold"]) == report.from_login
-    code, out = mailfix("boss", "reject", "1")
+    code, out = mailfix("boss", "reject", "1", "--account", "juan@lab.test")
     assert code == 0, capsys.readouterr().err
     assert not [e for e in queue_entries(lab) if e["queue_name"] == "hold"]
     assert "juan" not in Path(lab.sasl_access_map).read_text()

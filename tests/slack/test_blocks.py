@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.core import diagnosis as diagnosis_codec
 from bot.core import requests
+from bot.core.mailserver import Account, Diagnosis, QueueSnapshot, Ranked, Suspect
 from bot.core.table import Event, State
 from handlers import blocks, incident_blocks, password_blocks
 from handlers.actions import HANDLERS
@@ -26,25 +28,23 @@ BUTTONS_BY_STATE = {
 }
 
 
-def make_incident(state: State = State.AWAITING_APPROVAL, **fields) -> Incident:
-    diagnosis = {
-        "snapshot": {
-            "total": 420,
-            "top_senders": [
-                {"name": "victim@example.org", "count": 250},
-                {"name": "MAILER-DAEMON", "count": 10},
-                {"name": "bob@example.org", "count": 7},
-            ],
-            "top_sasl_logins": [{"name": "victim", "count": 300}, {"name": "alice", "count": 5}],
-        },
-        "suspect": {
-            "account": {"address": "victim@example.org", "login": "victim"},
-            "queued_from": 250,
-            "queued_to": 10,
-            "queued_by_login": 300,
-            "sample_subjects": ["<!channel> Cheap pills & more", "<https://evil.example|your bank>"],
-        },
-    }
+def make_diagnosis(
+    address: str = "victim@example.org",
+    subjects: tuple[str, ...] = ("<!channel> Cheap pills & more", "<https://evil.example|your bank>"),
+    senders: tuple[Ranked, ...] = (
+        Ranked("victim@example.org", 250),
+        Ranked("MAILER-DAEMON", 10),
+        Ranked("bob@example.org", 7),
+    ),
+) -> Diagnosis:
+    snapshot = QueueSnapshot(
+        total=420, top_senders=senders, top_sasl_logins=(Ranked("victim", 300), Ranked("alice", 5))
+    )
+    return Diagnosis(snapshot, Suspect(Account(address, address.split("@")[0]), 250, 10, 300, subjects))
+
+
+def make_incident(state: State = State.AWAITING_APPROVAL, diagnosis: Diagnosis | None = None, **fields) -> Incident:
+    diagnosis = diagnosis or make_diagnosis()
     values = dict(
         id=7,
         server="mail1",
@@ -55,7 +55,7 @@ def make_incident(state: State = State.AWAITING_APPROVAL, **fields) -> Incident:
         opened_at=NOW - timedelta(minutes=4, seconds=5),
         suspect_address="victim@example.org",
         suspect_login="victim",
-        diagnosis=diagnosis,
+        diagnosis=diagnosis_codec.to_json(diagnosis),
         rejected_accounts=[],
         failure=None,
         contained_at=NOW - timedelta(minutes=4),
@@ -141,11 +141,12 @@ def test_an_expired_approval_offers_to_ask_again():
 
 
 def test_a_huge_diagnosis_is_clipped_not_refused():
-    incident = make_incident(suspect_address="v" * 60 + "@example.org")
-    incident.diagnosis["suspect"]["sample_subjects"] = ["x" * 5000] * 50
-    incident.diagnosis["snapshot"]["top_senders"] = [{"name": f"user{i}@example.org", "count": i} for i in range(300)]
-    message = incident_blocks.incident_message(incident, now=NOW)
+    address = "v" * 60 + "@example.org"
+    senders = tuple(Ranked(f"user{i}@example.org", i) for i in range(300))
+    diagnosis = make_diagnosis(address, subjects=("x" * 5000,) * 50, senders=senders)
+    message = incident_blocks.incident_message(make_incident(diagnosis=diagnosis, suspect_address=address), now=NOW)
     assert blocks.check_limits(message) == []
+    assert "xxxxxxxxxx" in str(message.blocks) and "user0@example.org" in str(message.blocks)
 
 
 def test_the_password_is_in_the_dm_blocks_but_never_in_its_fallback_text():

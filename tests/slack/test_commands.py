@@ -102,6 +102,7 @@ def test_a_retried_start_is_acked_and_runs_once(bot):
     again, _ = bot.sender.command("start", OPERATOR, retry=1, trigger_id=trigger)
     assert first.status == again.status == 200
     bot.wait_contained()
+    assert "Incident #1" in bot.slack.wait_response(trigger)["text"]
     assert len(bot.repo.list_incidents()) == 1
     assert len(bot.mail().calls_to("block_login")) == 1
     assert len(bot.slack.responses_to(trigger)) == 1  # no "already open" error for the retry

@@ -1,0 +1,75 @@
+"""Command lines and what they return: the pure half of running commands on a mail server (no SSH here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.errors import CommandFailed
+
+STDERR_TAIL_BYTES = 8192
+SUDO_PASSWORD_HINTS = (b"a password is required", b"a terminal is required")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a finished command returned: exit status, stdout, the tail of stderr and its duration."""
+
+    argv: tuple[str, ...]
+    exit_status: int
+    stdout: bytes
+    stderr_tail: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+
+def command_failed(host: str, result: CommandResult) -> CommandFailed:
+    """Return the CommandFailed for `result`, explaining a sudo that wants a password."""
+    tail = result.stderr_tail.encode()
+    if result.exit_status == 1 and any(hint in tail for hint in SUDO_PASSWORD_HINTS):
+        return CommandFailed(host, "sudo needs NOPASSWD for mailfix's user", result)
+    # Some commands (a shell wrapper) report on stdout: fall back to its last line.
+    output = result.stderr_tail.strip() or result.stdout[-STDERR_TAIL_BYTES:].decode("utf-8", "replace").strip()
+    last = output.splitlines()[-1:] or ["no error output"]
+    name = command_name(result.argv)
+    return CommandFailed(host, f"{name} exited with status {result.exit_status}: {last[0][:200]}", result)
+
+
+# Runs "$@" with one of its streams piped through a filter (if any) and re-blocked by dd, keeping
+# the command's exit status (dash has no pipefail).
+_DD = "dd bs={bs} iflag=fullblock status=none"
+_REBLOCK = {
+    "stdout": 'exec 3>&1; rc=$( { { "$@"; echo $? >&4; } | {through}' + _DD + " >&3; } 4>&1 )",
+    "stderr": 'exec 3>&1; rc=$( { { "$@" 2>&1 >&3; echo $? >&4; } | {through}' + _DD + " >&2; } 4>&1 )",
+}
+
+
+def reblocked(
+    argv: Sequence[str], *, stream: str = "stdout", through: str = "", block_size: int = 256 * 1024
+) -> list[str]:
+    """Return argv running `argv` with its stdout (or stderr) gathered into blocks on the server.
+
+    postqueue -j writes a line at a time and postsuper a line per queue ID on stderr; sshd turns
+    each write into an SSH packet, and at 100,000 packets paramiko's per-packet cost dominates.
+    `through` is a fixed shell filter (never built from input) that the stream passes first.
+    """
+    pipe = f"{through} | " if through else ""
+    script = _REBLOCK[stream].replace("{bs}", str(block_size)).replace("{through}", pipe)
+    return ["sh", "-c", script + '; exit "${rc:-1}"', "sh", *argv]
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """Return the program a command line runs, looking through `sh -c SCRIPT sh` and `env VAR=...`."""
+    args = list(argv)
+    if args[:2] == ["sh", "-c"] and len(args) > 4:
+        args = args[4:]
+    while args and (args[0] == "env" or "=" in args[0]):
+        args = args[1:]
+    return args[0] if args else (argv[0] if argv else "?")
