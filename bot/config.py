@@ -14,12 +14,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ConfigError, UnknownServer
+from bot.core.mailserver import validate_account
+from bot.errors import ConfigError, InvalidAccount, UnknownServer
 
 SLACK_ID_RE = re.compile(r"[UW][A-Z0-9]{2,20}")
 CHANNEL_ID_RE = re.compile(r"[CG][A-Z0-9]{2,20}")
 SERVER_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 PASSWORD_BACKENDS = ("chpasswd", "doveadm-passwd-file", "command")
+DEFAULT_PROTECTED = ("root", "postmaster", "abuse", "mailer-daemon")
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class ServerConfig:
     passwd_file: str = "/etc/dovecot/users"  # for doveadm-passwd-file
     password_command: str = ""  # for command: reads "user password" on stdin
     sasl_access_map: str = "/etc/postfix/sasl_access"
-    archive_before_purge: bool = False
+    archive_before_purge: bool = True  # a wrong cleanup can be undone: `mailfix restore-inbox`
     archive_dir: str = "/var/backups/mailfix"
     restart_command: str = "postfix stop; postfix start"
     reboot_command: str = "/sbin/reboot"
@@ -47,6 +49,9 @@ class ServerConfig:
     command_timeout_seconds: float = 300.0
     compression: bool = False  # helps on slow links; costs CPU on a LAN
     public_ip: str = ""
+    # Never named, offered, picked or contained; mailfix adds the SSH user and, with chpasswd, every
+    # system account (uid below 1000) that the server has.
+    protected_accounts: tuple[str, ...] = DEFAULT_PROTECTED
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class Config:
     directors: frozenset[str]
     operators: frozenset[str]
     servers: tuple[ServerConfig, ...]
+    readers: frozenset[str] = frozenset()  # may read status, list and reports, besides operators and directors
     cli_users: dict[str, str] = field(default_factory=dict)
     flood_threshold: int = 500
     normal_queue_size: int = 200
@@ -148,8 +154,11 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         bad("channel", f"expected a Slack channel ID like C0123ABCD, got {channel!r}")
 
     people: dict[str, frozenset[str]] = {}
-    for key in ("directors", "operators"):
-        value = raw.get(key)
+    for key in ("directors", "operators", "readers"):
+        value = raw.get(key, [] if key == "readers" else None)
+        if key == "readers" and value == []:
+            people[key] = frozenset()
+            continue
         if not isinstance(value, list) or not value:
             bad(key, "expected a non-empty list of Slack user IDs")
             people[key] = frozenset()
@@ -205,11 +214,19 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         channel=str(channel),
         directors=people["directors"],
         operators=people["operators"],
+        readers=people["readers"],
         servers=servers,
         cli_users=dict(cli_users),
         path=path,
         **numbers,
     )
+
+
+def _is_account(value: object) -> bool:
+    try:
+        return isinstance(value, str) and bool(validate_account(value))
+    except InvalidAccount:
+        return False
 
 
 def _relative_to(base: Path, file: str) -> Path:
@@ -272,6 +289,11 @@ def _parse_servers(value: Any, path: Path, problems: _Problems) -> tuple[ServerC
             number = table.get(key, 1)
             if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
                 bad(f"{where}.{key}", f"must be a positive number, got {number!r}")
+        if not isinstance(table.get("archive_before_purge", True), bool):
+            bad(f"{where}.archive_before_purge", f"must be true or false, got {table['archive_before_purge']!r}")
+        protected = table.get("protected_accounts", list(DEFAULT_PROTECTED))
+        if not isinstance(protected, list) or not all(_is_account(a) for a in protected):
+            bad(f"{where}.protected_accounts", "expected a list of account names (user or user@domain)")
         public_ip = table.get("public_ip", "")
         if public_ip:
             try:
@@ -283,5 +305,6 @@ def _parse_servers(value: Any, path: Path, problems: _Problems) -> tuple[ServerC
         values = {k: table[k] for k in table if k in _SERVER_KEYS}
         values["key_file"] = _relative_to(base, table["key_file"])
         values["known_hosts"] = _relative_to(base, table["known_hosts"])
+        values["protected_accounts"] = tuple(a.lower() for a in protected)
         servers.append(ServerConfig(**values))
     return tuple(servers)

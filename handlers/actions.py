@@ -54,6 +54,17 @@ def _start_from_alert(runbook: Runbook, body: dict, client: WebClient) -> None:
     tell(body, client, blocks.started_message(incident, runbook.config.channel))
 
 
+def handle_restore_inbox_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
+    ack()
+    worker.run(body, _restore_inbox, runbook, body, worker.client)
+
+
+def _restore_inbox(runbook: Runbook, body: dict, client: WebClient) -> None:
+    incident_id = request_of(body, Event.ABORT).incident_id  # the event is not used: a restore is no transition
+    restored = runbook.restore_inbox(incident_id, actor=user_of(body))
+    tell(body, client, blocks.done_message(runbook.get(incident_id), f"{restored} messages restored to the INBOX"))
+
+
 def handle_confirm_password_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
     ack()
     worker.run(body, _confirm_password, runbook, body, worker.client)
@@ -86,6 +97,7 @@ HANDLERS: dict[ActionId, Any] = {
     **{action_id: _act(event) for action_id, event in EVENT_OF.items()},
     ActionId.CONFIRM_PASSWORD: handle_confirm_password_action,
     ActionId.START_INCIDENT: handle_start_incident_action,
+    ActionId.RESTORE_INBOX: handle_restore_inbox_action,
 }
 
 

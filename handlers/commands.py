@@ -88,6 +88,7 @@ def _start(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
 
 
 def _status(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+    runbook.may_read(actor)
     now = runbook.now()
     if arg is not None:
         return incident_blocks.incident_message(runbook.get(int(arg)), now=now, interactive=False)
@@ -95,6 +96,7 @@ def _status(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
 
 
 def _list(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+    runbook.may_read(actor)
     return blocks.incident_list(runbook.repo.list_incidents(limit=20), title="Recent incidents", now=runbook.now())
 
 
@@ -108,6 +110,7 @@ def _renew(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
 
 
 def _report(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+    runbook.may_read(actor)
     incident = runbook.get(int(arg or 0))
     return blocks.report_message(
         incident, report_markdown(incident, runbook.repo.audit_events(incident_id=incident.id))

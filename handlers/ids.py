@@ -21,7 +21,8 @@ class ActionId(StrEnum):
     ABORT = "abort"
     CONFIRM_PASSWORD = "confirm_password"
     START_INCIDENT = "start_incident"  # on a flood alert; the value is the server's name
-    CONTAIN_ACCOUNT = "contain_account"  # on a monitored incident; the value is "<id>:<account>"
+    CONTAIN_ACCOUNT = "contain_account"  # on a monitored incident; the value carries the account to contain
+    RESTORE_INBOX = "restore_inbox"  # on a closed incident whose cleanup archived the INBOX
 
 
 class BlockId(StrEnum):

@@ -24,9 +24,11 @@ from slack_sdk.models.blocks import (
 
 from bot.core import diagnosis as diagnosis_codec
 from bot.core import monitoring, requests
+from bot.core.binding import flood_account
 from bot.core.effects import current_approval
 from bot.core.mailserver import NOT_ACCOUNTS, Suspect, validate_account
-from bot.core.table import APPROVAL_FOR, Event, State, person_events
+from bot.core.runbook import archive_of
+from bot.core.table import APPROVAL_FOR, TERMINAL, Event, State, person_events
 from bot.errors import InvalidAccount
 from handlers.blocks import (
     MAX_BUTTON_LABEL,
@@ -65,7 +67,7 @@ def incident_message(incident: Incident, *, now: datetime, interactive: bool = T
         )
     if incident.state == State.FAILED and incident.failure:
         blocks.append(section(f":x: *Failed:* {escape(incident.failure)}", BlockId.FAILURE))
-    elements = _actions(incident, now) if interactive else []
+    elements = (_actions(incident, now) + _restore_button(incident)) if interactive else []
     if elements:
         blocks.append(ActionsBlock(elements=elements, block_id=BlockId.ACTIONS))
     return to_message(incident_text(incident), blocks)
@@ -102,6 +104,7 @@ def _suspect_text(incident: Incident) -> str:
         return ""
     suspect = _suspect(incident)
     lines = [f"*Suspect account:* `{escape(incident.suspect_address)}` (SASL login `{escape(incident.suspect_login)}`)"]
+    lines.append(f"• {_named_by(incident, suspect)}")
     if suspect:
         lines.append(
             f"• {suspect.queued_from} queued from it · {suspect.queued_to} queued to it"
@@ -176,9 +179,18 @@ def _element(incident: Incident, event: Event, approval_id: int | None) -> Any:
     return None
 
 
+def _restore_button(incident: Incident) -> list[Any]:
+    """Return "Restore INBOX" on a closed incident whose cleanup archived the INBOX it emptied (directors only)."""
+    if State(incident.state) not in TERMINAL or archive_of(incident) is None:
+        return []
+    text = f"Put the archived messages back into the INBOX of {incident.suspect_login}. Only directors may."
+    question = confirm(f"Restore the INBOX of {incident.suspect_login}?", text, "Restore")
+    return [button("Restore INBOX", ActionId.RESTORE_INBOX, str(incident.id), confirm=question)]
+
+
 def _contain_button(incident: Incident) -> ButtonElement | None:
     """Return "Contain <name> too" when the latest check saw a flood from another account."""
-    name = new_flood_account(incident)
+    name = flood_account(incident)
     if name is None:
         return None
     value = requests.encode(incident.id, pick=name)
@@ -197,16 +209,16 @@ def _contain_button(incident: Incident) -> ButtonElement | None:
     )
 
 
-def new_flood_account(incident: Incident) -> str | None:
-    """Return the valid account name of the new flood the latest check saw, if any."""
-    if not incident.checks:
-        return None
-    name = str(((incident.checks[-1].details or {}).get("new_flood") or {}).get("name") or "")
-    try:
-        name = validate_account(name)
-    except InvalidAccount:
-        return None  # nobody a button could contain (a forged sender, bounces)
-    return None if name in NOT_ACCOUNTS else name
+EVIDENCE = {
+    "sasl_login": "Named by its SASL login: Postfix's own record of who authenticated to send the flood",
+    "sender_address": "Named by its envelope sender: the log ties this mail to no login, and the account exists",
+}
+
+
+def _named_by(incident: Incident, suspect: Suspect | None) -> str:
+    if incident.suspect_named_by:
+        return f"Named by <@{incident.suspect_named_by}>"
+    return EVIDENCE.get(suspect.evidence if suspect else "", "Named by the diagnosis")
 
 
 def _suspect(incident: Incident) -> Suspect | None:
@@ -241,6 +253,8 @@ def _other_accounts(incident: Incident, approval_id: int | None) -> list[Option]
     """Return select options for the other top senders and logins (valid account names only)."""
     diagnosis = diagnosis_codec.of(incident)
     skip = {incident.suspect_address, incident.suspect_login, *incident.rejected_accounts}
+    skip |= set(diagnosis.protected) if diagnosis else set()
+    own_domain = (incident.suspect_address or "").partition("@")[2]
     options: dict[str, Option] = {}
     for ranking in (diagnosis.snapshot.top_sasl_logins, diagnosis.snapshot.top_senders) if diagnosis else ():
         for name, count in ((r.name, r.count) for r in ranking):
@@ -249,7 +263,10 @@ def _other_accounts(incident: Incident, approval_id: int | None) -> list[Option]
             except InvalidAccount:
                 continue  # not an address or login a director could pick
             value = requests.encode(incident.id, approval_id=approval_id, account=incident.suspect_address, pick=name)
-            if name in skip or name in NOT_ACCOUNTS or name in options or len(value) > MAX_OPTION_VALUE:
+            local, _, domain = name.partition("@")
+            if domain and domain != own_domain:
+                continue  # another domain's address is nobody's account here: never offered
+            if {name, local} & skip or name in NOT_ACCOUNTS or name in options or len(value) > MAX_OPTION_VALUE:
                 continue
             options[name] = Option(value=value, text=clip(f"{name} ({count} queued)", MAX_BUTTON_LABEL))
     return list(options.values())[:100]

@@ -60,8 +60,10 @@ def hint_for(error: MailfixError) -> str:
         return f"Type `{COMMAND} renew <id>`, or click “Ask the directors again” on the incident message."
     if isinstance(error, InvalidTransition):
         return f"Type `{COMMAND} status <id>` to see where the incident stands."
+    if isinstance(error, NotAuthorized) and error.action == "read incidents":
+        return "Ask an operator or a director to add you to `readers` in mailfix.toml."
     if isinstance(error, NotAuthorized) and error.action not in DECISIONS:
-        return f"Ask an operator or a director; `{COMMAND} status` and `{COMMAND} list` are open to everyone."
+        return "Ask an operator or a director."
     return ""
 
 

@@ -52,6 +52,8 @@ class FakeMailServer:
     blocked: set[str] = field(default_factory=set)
     inbox: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    archives: dict[str, list] = field(default_factory=dict)  # archive path -> [login, messages]
+    protected: frozenset[str] = frozenset({"root", "postmaster", "abuse", "mailer-daemon", "mailfix"})
     postfix_running: bool = True
     boots: int = 1  # how many times the server has booted
     fail_on: str = ""  # a method name that raises CommandFailed
@@ -81,12 +83,13 @@ class FakeMailServer:
     def diagnose(self, *, flood_threshold: int, exclude: frozenset[str] = frozenset()) -> Diagnosis:
         self._call("diagnose")
         snapshot = self._snapshot()
+        exclude = exclude | self.protected
         for ranked in snapshot.top_sasl_logins:
             address = ranked.name if "@" in ranked.name else f"{ranked.name}@{self.domain}"
             if ranked.count >= flood_threshold and address not in exclude and ranked.name not in exclude:
                 account = Account(address, ranked.name)
-                return Diagnosis(snapshot, self._suspect(account), None)
-        return Diagnosis(snapshot, None, None)
+                return Diagnosis(snapshot, self._suspect(account), None, protected=tuple(sorted(self.protected)))
+        return Diagnosis(snapshot, None, None, protected=tuple(sorted(self.protected)))
 
     def _suspect(self, account: Account) -> Suspect:
         return Suspect(
@@ -95,6 +98,7 @@ class FakeMailServer:
             queued_to=self.count(Selection(recipient=account.address)),
             queued_by_login=self.count(Selection(sasl_login=account.login)),
             sample_subjects=tuple(m.subject for m in self.messages[:3]),
+            evidence="sasl_login",
         )
 
     def _snapshot(self) -> QueueSnapshot:
@@ -162,11 +166,25 @@ class FakeMailServer:
         self._call("kick_sessions", account.login)
         return self._done("kick_sessions", 0)
 
-    def purge_inbox(self, account: Account) -> PurgeResult:
+    def purge_inbox(self, account: Account, *, label: str = "") -> PurgeResult:
         self._call("purge_inbox", account.login)
         before = self.inbox.get(account.login, 0)
+        archive = f"/var/backups/mailfix/{account.login}-INBOX-{label}-20261201T000000Z.tar.gz" if before else None
+        if archive:
+            self.archives[archive] = [account.login, before]
         self.inbox[account.login] = 0
-        return self._done("purge_inbox", PurgeResult(before, 0))
+        return self._done("purge_inbox", PurgeResult(before, 0, archive))
+
+    def restore_inbox(self, account: Account, archive: str) -> int:
+        self._call("restore_inbox", account.login)
+        login, count = self.archives.get(archive, [None, 0])
+        if login != account.login:
+            raise CommandFailed(self.name, f"not an archive mailfix made: {archive!r}")
+        self.inbox[account.login] = self.inbox.get(account.login, 0) + count
+        return self._done("restore_inbox", count)
+
+    def protected_accounts(self) -> frozenset[str]:
+        return self.protected
 
     def inbox_count(self, account: Account) -> int:
         self._load()
@@ -228,6 +246,7 @@ class FakeMailServer:
             "passwords": self.passwords,
             "blocked": sorted(self.blocked),
             "inbox": self.inbox,
+            "archives": self.archives,
             "calls": self.calls,
             "postfix_running": self.postfix_running,
             "boots": self.boots,
@@ -241,7 +260,7 @@ class FakeMailServer:
             return
         data = json.loads(self.state_file.read_text())
         self.messages = [Message(**m) for m in data["messages"]]
-        self.passwords, self.inbox = data["passwords"], data["inbox"]
+        self.passwords, self.inbox, self.archives = data["passwords"], data["inbox"], data["archives"]
         self.blocked = set(data["blocked"])
         self.calls = [tuple(c) for c in data["calls"]]  # type: ignore[misc]
         self.postfix_running = data["postfix_running"]

@@ -17,7 +17,7 @@ from bot.mail.queue import (
     parse_line,
     select_ids,
 )
-from bot.mail.suspects import find_suspect
+from bot.mail.suspects import Verdict, find_suspect
 from bot.terminal.diagnosis import render_diagnosis
 
 DOMAIN = "lab.test"
@@ -89,7 +89,7 @@ def test_empty_queue_gives_an_empty_snapshot_and_no_suspect() -> None:
     aggregator = aggregate([])
     assert aggregator.snapshot().total == 0
     assert aggregator.snapshot().oldest_age_seconds == 0
-    assert find_suspect(aggregator, DOMAIN, flood_threshold=1) == (None, None)
+    assert find_suspect(aggregator, DOMAIN, flood_threshold=1) == Verdict(None, None)
 
 
 def test_malformed_lines_are_counted_not_fatal() -> None:
@@ -169,14 +169,16 @@ def test_account_aliases_name_the_same_local_account() -> None:
 def test_suspect_is_the_top_sasl_login_over_the_threshold() -> None:
     """The login behind the most queued mail is the suspect; the next candidate is the runner-up."""
     aggregator = aggregate(QUEUE, LOGINS)
-    account, runner_up = find_suspect(aggregator, DOMAIN, flood_threshold=3)
+    verdict = find_suspect(aggregator, DOMAIN, flood_threshold=3)
+    account, runner_up = verdict.account, verdict.runner_up
     assert account is not None and (account.address, account.login) == ("victim@lab.test", "victim")
-    assert runner_up is not None and runner_up.count == 1
+    assert runner_up is not None and runner_up.count == 1 and verdict.evidence == "sasl_login"
 
 
 def test_no_suspect_below_the_threshold_but_a_runner_up() -> None:
     """Nothing at the threshold: no suspect, and the top candidate is reported as runner-up."""
-    account, runner_up = find_suspect(aggregate(QUEUE, LOGINS), DOMAIN, flood_threshold=4)
+    verdict = find_suspect(aggregate(QUEUE, LOGINS), DOMAIN, flood_threshold=4)
+    account, runner_up = verdict.account, verdict.runner_up
     assert account is None
     assert runner_up is not None and runner_up.name == "victim" and runner_up.count == 3
 
@@ -185,27 +187,61 @@ def test_excluded_accounts_are_skipped() -> None:
     """An account already rejected by the director is not named again."""
     flood = [line(f"V{i}", "victim@lab.test", "x@example.com") for i in range(5)]
     flood += [line(f"J{i}", "juana@lab.test", "x@example.com") for i in range(4)]
-    account, _ = find_suspect(aggregate(flood), DOMAIN, flood_threshold=3, exclude=frozenset({"victim"}))
+    account = find_suspect(aggregate(flood), DOMAIN, flood_threshold=3, exclude=frozenset({"victim"})).account
     assert account is not None and account.address == "juana@lab.test"
 
 
 def test_forged_foreign_senders_are_never_suspects() -> None:
     """A foreign sender address is nobody's account here, however much mail it has."""
     flood = [line(f"F{i}", "promo1@spam.example", "x@example.com") for i in range(10)]
-    assert find_suspect(aggregate(flood), DOMAIN, flood_threshold=3) == (None, None)
+    assert find_suspect(aggregate(flood), DOMAIN, flood_threshold=3) == Verdict(None, None)
+
+
+def test_a_login_is_the_suspect_even_when_a_forged_local_sender_has_more_mail() -> None:
+    """Two stolen logins send as postmaster@: the login with the most mail is named, never the sender."""
+    flood = [line(f"M{i}", "postmaster@lab.test", "x@example.com") for i in range(8)]
+    flood += [line(f"B{i}", "postmaster@lab.test", "x@example.com") for i in range(5)]
+    logins = {**{f"M{i}": "mallory" for i in range(8)}, **{f"B{i}": "bob" for i in range(5)}}
+    verdict = find_suspect(aggregate(flood, logins), DOMAIN, flood_threshold=3)
+    assert verdict.account is not None and verdict.account.login == "mallory" and verdict.evidence == "sasl_login"
+
+
+def test_a_sender_is_named_only_for_mail_no_login_sent_and_only_if_the_account_exists() -> None:
+    """Without a login over the threshold, a local sender of unattributed mail is named if Dovecot knows it."""
+    flood = [line(f"J{i}", "juan@lab.test", "x@example.com") for i in range(6)]  # no login in the log
+    flood += [line(f"R{i}", "root@lab.test", "x@example.com") for i in range(9)]  # forged, no login
+    flood += [line(f"K{i}", "ghost@lab.test", "x@example.com") for i in range(7)]  # no such account
+    flood += [line(f"V{i}", "victim@lab.test", "x@example.com") for i in range(9)]  # sent by a login: not counted
+    logins = {f"V{i}": "carol" for i in range(9)}
+    known = {"juan", "root", "carol"}
+    verdict = find_suspect(
+        aggregate(flood, logins), DOMAIN, flood_threshold=5, exclude=frozenset({"root"}), exists=known.__contains__
+    )
+    # carol's 9 are a login flood: named first.
+    assert verdict.account is not None and verdict.account.login == "carol"
+    verdict = find_suspect(
+        aggregate(flood, logins), DOMAIN, flood_threshold=10, exclude=frozenset({"root"}), exists=known.__contains__
+    )
+    assert verdict.account is None  # victim@ has 9 queued "from" it, but all sent by carol's login
+    verdict = find_suspect(
+        aggregate(flood[:22], {}), DOMAIN, flood_threshold=5, exclude=frozenset({"root"}), exists=known.__contains__
+    )
+    assert verdict.account is not None and verdict.account.address == "juan@lab.test"
+    assert verdict.evidence == "sender_address"  # root is protected, ghost does not exist
 
 
 def test_diagnosis_json_has_the_documented_keys() -> None:
     """The JSON form follows the schema in bot.core.diagnosis, survives json.dumps and reads back the same."""
     aggregator = aggregate(QUEUE, LOGINS)
-    account, runner_up = find_suspect(aggregator, DOMAIN, flood_threshold=3)
+    verdict = find_suspect(aggregator, DOMAIN, flood_threshold=3)
+    account, runner_up = verdict.account, verdict.runner_up
     from bot.core.mailserver import Suspect
 
     assert account is not None
     diagnosis = Diagnosis(aggregator.snapshot(), Suspect(account, 2, 2, 3, ("Hi",)), runner_up)
     data = json.loads(json.dumps(to_json(diagnosis)))
     assert from_json(data) == diagnosis
-    assert set(data) == {"schema", "queue", "suspect", "runner_up", "warnings"}
+    assert set(data) == {"schema", "queue", "suspect", "runner_up", "warnings", "protected"}
     assert data["suspect"]["login"] == "victim" and data["suspect"]["queued_by_login"] == 3
     assert data["queue"]["top_sasl_logins"][0] == {"name": "victim", "count": 3}
     text = render_diagnosis(diagnosis)

@@ -20,10 +20,12 @@ diagnosis, and (read back as typed values) by every renderer.
         "queued_from": int,                envelope sender is the address
         "queued_to": int,                  the address is a recipient (bounces)
         "queued_by_login": int,            authenticated as the login
-        "sample_subjects": [str, ...]
+        "sample_subjects": [str, ...],
+        "evidence": "sasl_login" | "sender_address"   what named it (see bot.mail.suspects)
       },
       "runner_up": null | {"name": str, "count": int},
-      "warnings": [str, ...]               e.g. the Postfix log was not found
+      "warnings": [str, ...],              e.g. the Postfix log was not found
+      "protected": [str, ...]              accounts mailfix never names, offers or touches there
     }
 """
 
@@ -54,6 +56,7 @@ def to_json(d: Diagnosis) -> dict[str, Any]:
             "queued_to": d.suspect.queued_to,
             "queued_by_login": d.suspect.queued_by_login,
             "sample_subjects": list(d.suspect.sample_subjects),
+            "evidence": d.suspect.evidence,
         }
     return {
         "schema": SCHEMA,
@@ -70,6 +73,7 @@ def to_json(d: Diagnosis) -> dict[str, Any]:
         "suspect": suspect,
         "runner_up": None if d.runner_up is None else {"name": d.runner_up.name, "count": d.runner_up.count},
         "warnings": list(d.warnings),
+        "protected": list(d.protected),
     }
 
 
@@ -96,9 +100,11 @@ def from_json(data: Mapping[str, Any]) -> Diagnosis:
             queued_to=int(suspect["queued_to"]),
             queued_by_login=int(suspect["queued_by_login"]),
             sample_subjects=tuple(str(s) for s in suspect.get("sample_subjects", ())),
+            evidence=str(suspect.get("evidence", "")),
         ),
         runner_up=None if runner_up is None else Ranked(str(runner_up["name"]), int(runner_up["count"])),
         warnings=tuple(str(w) for w in data.get("warnings", ())),
+        protected=tuple(str(a) for a in data.get("protected", ())),
     )
 
 

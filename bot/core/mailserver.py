@@ -89,6 +89,7 @@ class Suspect:
     queued_to: int  # the account is a recipient (bounces of the run)
     queued_by_login: int  # authenticated as the account's login
     sample_subjects: tuple[str, ...] = ()
+    evidence: str = ""  # what named it: "sasl_login" (Postfix's record of the login) or "sender_address"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Diagnosis:
     suspect: Suspect | None
     runner_up: Ranked | None = None
     warnings: tuple[str, ...] = ()  # e.g. the Postfix log was not found
+    protected: tuple[str, ...] = ()  # accounts never to name, offer or touch on this server
 
 
 @dataclass(frozen=True)
@@ -161,11 +163,19 @@ class MailServer(Protocol):
         """Close the account's open IMAP/POP sessions; return how many."""
         ...
 
-    def purge_inbox(self, account: Account) -> PurgeResult:
-        """Empty the account's INBOX (after an archive copy when configured)."""
+    def purge_inbox(self, account: Account, *, label: str = "") -> PurgeResult:
+        """Empty the account's INBOX (after an archive copy, its name tagged with `label`, when configured)."""
+        ...
+
+    def restore_inbox(self, account: Account, archive: str) -> int:
+        """Put an archive's messages back into the account's INBOX; return how many."""
         ...
 
     def inbox_count(self, account: Account) -> int: ...
+
+    def protected_accounts(self) -> frozenset[str]:
+        """Return the accounts never to name, pick or touch on this server (lower-case logins)."""
+        ...
 
     def health(self, *, flood_threshold: int) -> Health: ...
 

@@ -2,7 +2,7 @@
 
 JSON schema (version 1): {"version": 1, "incident": {id, server, state, account, sasl_login,
 opened_by, opened_at, contained_at, closed_at, seconds_to_containment, seconds_to_resolution,
-failure}, "counts": {held, released, deleted}, "escalations": [event...], "blocklists": text or null,
+failure, inbox_archive}, "counts": {held, released, deleted}, "escalations": [event...], "blocklists": text or null,
 "timeline": [{"at", "who", "what", "details"}...]}. Times are ISO 8601 UTC. Never any password.
 """
 
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.core.runbook import archive_of
 from bot.core.table import ESCALATIONS
 from storage.models import AuditEvent, Incident
 
@@ -58,6 +59,7 @@ def report_json(incident: Incident, audit: Sequence[AuditEvent]) -> dict[str, An
             "seconds_to_containment": _seconds(incident.opened_at, incident.contained_at),
             "seconds_to_resolution": _seconds(incident.opened_at, incident.closed_at),
             "failure": incident.failure,
+            "inbox_archive": archive_of(incident),
         },
         "counts": counts,
         "escalations": [e.action for e in audit if e.action in ESCALATIONS],
@@ -82,6 +84,10 @@ def report_markdown(incident: Incident, audit: Sequence[AuditEvent]) -> str:
         f"- Messages held {counts['held']}, released {counts['released']}, deleted {counts['deleted']}",
         f"- Escalations: {', '.join(data['escalations']) or 'none'}",
     ]
+    if head["inbox_archive"]:
+        lines.append(
+            f"- INBOX archived before it was emptied: {head['inbox_archive']} (`mailfix restore-inbox {head['id']}`)"
+        )
     if head["failure"]:
         lines.append(f"- Failure: {head['failure']}")
     if data["blocklists"]:

@@ -21,8 +21,9 @@ from typing import Any
 
 from bot.config import Config
 from bot.core import steps
-from bot.core.effects import approval_subject, authorize, current_approval, effects
-from bot.core.mailserver import MailServer, validate_account
+from bot.core.binding import PAST_TENSE, check_binding, offered_account
+from bot.core.effects import authorize, effects
+from bot.core.mailserver import Account, MailServer
 from bot.core.notifier import MessageRef, Notifier
 from bot.core.pool import ServerPool
 from bot.core.requests import Request
@@ -33,6 +34,7 @@ from bot.core.table import (
     Guard,
     State,
     completion_event,
+    guard_for,
     next_state,
 )
 from bot.core.vault import Vault
@@ -43,25 +45,12 @@ from bot.errors import (
     MailfixError,
     NotAuthorized,
     ServerBusy,
-    StaleRequest,
 )
 from storage.models import Incident
 from storage.repository import DuplicateOpen, Repository, StaleVersion
 
 log = logging.getLogger(__name__)
 SYSTEM = steps.SYSTEM_ACTOR  # the actor of events the bot fires itself
-PAST_TENSE: Mapping[Event, str] = {
-    Event.APPROVE: "approved",
-    Event.REJECT: "rejected",
-    Event.PICK: "redirected to another account",
-    Event.APPROVE_REBOOT: "approved (reboot)",
-    Event.ABORT: "aborted",
-    Event.RETRY: "retried",
-    Event.DIAGNOSE: "started",
-    Event.RESOLVE_NOW: "resolved",
-    Event.RENEW: "renewed",
-    Event.CONTAIN: "contained",
-}
 
 
 def utcnow() -> datetime:
@@ -119,10 +108,13 @@ class Runbook:
     def act(self, request: Request, *, actor: str) -> Incident:
         """Carry out what a person asked, only while the incident still asks what they answered."""
         incident = self.get(request.incident_id)
-        self._check_binding(incident, request)
+        check_binding(incident, request, done_before=lambda event: self._already_done(incident, event))
         data: dict[str, Any] = {}
         if request.event in (Event.PICK, Event.CONTAIN):
-            data["pick"] = validate_account(request.pick or "")
+            with self.servers.lock(incident.server):
+                protected = self.server(incident.server).protected_accounts()
+            domain = self.config.server(incident.server).mail_domain
+            data["pick"] = offered_account(incident, request, mail_domain=domain, protected=protected)
         last_check_normal = bool(incident.checks and incident.checks[-1].normal)
         if request.event == Event.RESOLVE_NOW and incident.state == State.MONITORING and not last_check_normal:
             raise InvalidTransition("resolve now", "the last check was not normal")
@@ -172,29 +164,25 @@ class Runbook:
             log.exception("could not withdraw the password message of incident #%s", incident.id)
         return True
 
-    def _check_binding(self, incident: Incident, request: Request) -> None:
-        """Raise StaleRequest when the request answers an approval or account the incident no longer asks about."""
-        if request.event not in (Event.APPROVE, Event.APPROVE_REBOOT, Event.REJECT, Event.PICK, Event.RENEW):
-            return
-        asked_now = _asks(incident)
-        answered = next((a for a in incident.approvals if a.id == request.approval_id), None)
-        if answered is not None and answered.decision == "approved" and request.event in PAST_TENSE:
-            raise AlreadyDone(PAST_TENSE[request.event], answered.decided_by, answered.decided_at)  # a double click
-        waits_in = State.AWAITING_REBOOT_APPROVAL if request.event == Event.APPROVE_REBOOT else State.AWAITING_APPROVAL
-        if request.event != Event.RENEW and incident.state != waits_in:
-            # Done already (a second click, a retried command) says by whom; anything else is stale.
-            asked = (
-                f"the reboot of {incident.server}"
-                if waits_in == State.AWAITING_REBOOT_APPROVAL
-                else (f"the cleanup of {request.account or incident.suspect_address or 'an account'}")
-            )
-            raise self._already_done(incident, request.event) or StaleRequest(asked, asked_now)
-        current = current_approval(incident)
-        if request.approval_id is not None and (current is None or current.id != request.approval_id):
-            raise StaleRequest(answered.subject if answered and answered.subject else "an earlier request", asked_now)
-        named = request.account
-        if request.event in (Event.APPROVE, Event.REJECT, Event.PICK) and named and named != incident.suspect_address:
-            raise StaleRequest(f"the cleanup of {request.account}", asked_now)
+    def restore_inbox(self, incident_id: int, *, actor: str) -> int:
+        """A director puts back the INBOX that the incident's cleanup archived and emptied; return how many."""
+        incident = self.get(incident_id)
+        authorize(self.config, actor, Guard.DIRECTOR, None, Event.APPROVE)
+        archive = archive_of(incident)
+        if archive is None or not incident.suspect_address or not incident.suspect_login:
+            raise InvalidTransition("restore the inbox", "no archived INBOX in this incident")
+        account = Account(incident.suspect_address, incident.suspect_login)
+        with self.servers.lock(incident.server):
+            restored = self.server(incident.server).restore_inbox(account, archive)
+        self.repo.audit(incident_id=incident.id, actor=actor, action="inbox_restored", now=self.now())
+        self.log_step(incident, f":inbox_tray: Restored {restored} messages into the INBOX of {account.login}")
+        return restored
+
+    def may_read(self, actor: str) -> None:
+        """Raise NotAuthorized unless `actor` may read incidents (addresses, subjects, failures)."""
+        config = self.config
+        if actor != SYSTEM and actor not in config.operators | config.directors | config.readers:
+            raise NotAuthorized(actor, "read incidents", "only operators, directors and readers may see incidents")
 
     # -- the engine -----------------------------------------------------------------------
 
@@ -211,7 +199,7 @@ class Runbook:
             rule = next_state(incident.state, event)
         except InvalidTransition:
             raise self._already_done(incident, event) or InvalidTransition(event, incident.state) from None
-        authorize(self.config, actor, rule.guard, incident, event)
+        authorize(self.config, actor, guard_for(incident, event, rule), incident, event)
         if event == Event.APPROVE and not self.vault.ready:
             raise NotAuthorized(actor, "approve", "MAILFIX_SECRET_KEY is not set: the new password could not be kept")
         target = rule.next or State(incident.failed_state or State.FAILED)
@@ -353,12 +341,12 @@ class Runbook:
         self.servers.close()
 
 
-def _asks(incident: Incident) -> str:
-    """Return what the incident asks people about now, as they read it."""
-    current = current_approval(incident)
-    if current is not None and current.decision is None:
-        return current.subject or approval_subject(incident, current.what)
-    return f"nothing to approve (it is {str(incident.state).replace('_', ' ')})"
+def archive_of(incident: Incident) -> str | None:
+    """Return where the incident's cleanup archived the INBOX it emptied, if it did."""
+    for run in reversed(incident.steps):
+        if run.step == "purge_inbox" and run.status == "done" and run.summary.get("archived_to"):
+            return str(run.summary["archived_to"])
+    return None
 
 
 def _password_message(incident: Incident) -> MessageRef | None:

@@ -152,8 +152,9 @@ MONITOR_ROUNDS: tuple[MonitorRound, ...] = (
     MonitorRound(frozenset({E.RESTARTED}), "restart_monitor_minutes", E.NOT_NORMAL_AFTER_RESTART),
     MonitorRound(frozenset({E.REBOOTED}), "restart_monitor_minutes", E.NOT_NORMAL_AFTER_REBOOT),
 )
-# Retrying these states' failed steps repeats a decision (restart, reboot): a director must approve it again.
-RETRY_NEEDS_DIRECTOR = frozenset({S.RESTARTING, S.REBOOTING})
+# Retrying these states' failed steps repeats a decision (restart, reboot): only a director may, and
+# not the one who opened the incident (four-eyes), as for the first approval.
+RETRY_GUARD: Mapping[State, Guard] = {S.RESTARTING: G.APPROVER, S.REBOOTING: G.APPROVER}
 
 TERMINAL = frozenset({S.RESOLVED, S.ABORTED})
 WORKING = frozenset(s for s, stage in STAGES.items() if stage.completes is not None)
@@ -172,6 +173,13 @@ def next_state(state: str, event: str) -> Rule:
     if rule is None:
         raise InvalidTransition(event, state)
     return rule
+
+
+def guard_for(incident: Incident, event: Event, rule: Rule) -> Guard:
+    """Return who may fire `event` now: the rule's guard, or the failed state's retry guard."""
+    if event == Event.RETRY:
+        return RETRY_GUARD.get(State(incident.failed_state or State.FAILED), rule.guard)
+    return rule.guard
 
 
 def completion_event(incident: Incident) -> Event | None:

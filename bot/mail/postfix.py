@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 
 from bot.config import ServerConfig
 from bot.core.mailserver import (
@@ -30,9 +29,10 @@ from bot.core.mailserver import (
     validate_account,
 )
 from bot.errors import CommandFailed, CommandTimeout, HostUnreachable
-from bot.mail.commands import CommandResult, command_failed, reblocked
+from bot.mail.commands import reblocked
 from bot.mail.executor import RemoteProcess, SSHExecutor
-from bot.mail.passwords import DOVEADM, EX_NOUSER, SHELL_PATH, set_password
+from bot.mail.mailboxes import Mailboxes
+from bot.mail.passwords import SHELL_PATH, set_password
 from bot.mail.queue import QueueAggregator, SelectionMatcher, account_aliases, select_ids
 from bot.mail.sasl import SaslLog, blocked_keys, login_keys, read_map, read_sasl_log, update_block
 from bot.mail.subjects import PREFETCH_AFTER, SAMPLE_SUBJECTS, Prefetch, leading_samples, subjects_in
@@ -63,6 +63,8 @@ class PostfixServer:
         self.name = server.name
         self.executor = executor or SSHExecutor(server)
         self.warnings: tuple[str, ...] = ()  # notes from the last diagnosis (e.g. a missing log)
+        self.mailboxes = Mailboxes(self.executor, server)
+        self._protected: frozenset[str] | None = None
 
     # ---- queue ----------------------------------------------------------------------------
 
@@ -70,7 +72,14 @@ class PostfixServer:
         """Snapshot the queue, attribute it to SASL logins and name a suspect, changing nothing."""
         aggregator, prefetched = self._aggregate(prefetch_samples=True)
         domain = self.server.mail_domain
-        account, runner_up = find_suspect(aggregator, domain, flood_threshold=flood_threshold, exclude=exclude)
+        verdict = find_suspect(
+            aggregator,
+            domain,
+            flood_threshold=flood_threshold,
+            exclude=exclude | self.protected_accounts(),
+            exists=self.mailboxes.exists,
+        )
+        account, runner_up = verdict.account, verdict.runner_up
         suspect = None
         if account is not None:
             # Messages sent as the login (forged senders too), else from the address.
@@ -81,9 +90,14 @@ class PostfixServer:
                 queued_to=_count(aggregator.recipients, account_aliases(account.address, domain)),
                 queued_by_login=_count(aggregator.logins, account_aliases(account.login, domain)),
                 sample_subjects=prefetched.subjects(samples, self._subjects),
+                evidence=verdict.evidence,
             )
         return Diagnosis(
-            snapshot=aggregator.snapshot(), suspect=suspect, runner_up=runner_up, warnings=tuple(self.warnings)
+            snapshot=aggregator.snapshot(),
+            suspect=suspect,
+            runner_up=runner_up,
+            warnings=tuple(self.warnings),
+            protected=tuple(sorted(self.protected_accounts())),
         )
 
     def count(self, selection: Selection, *, queues: frozenset[str] | None = None) -> int:
@@ -134,34 +148,26 @@ class PostfixServer:
 
     def kick_sessions(self, account: Account) -> int:
         """Close the account's open IMAP/POP sessions; return how many (0 without Dovecot)."""
-        login = validate_account(account.login)
-        who = self.executor.run([DOVEADM, "who", "-1", login], check=False)
-        if not who.ok:  # no Dovecot, or no anvil running: nobody to kick
-            return 0
-        sessions = sum(1 for line in who.text.splitlines()[1:] if line.split()[:1] == [login])
-        if sessions:
-            # doveadm kick exits 68 when the user had already gone.
-            kicked = self.executor.run([DOVEADM, "kick", login], check=False)
-            if kicked.exit_status not in (0, 68):
-                raise command_failed(self.executor.host, kicked)
-        return sessions
+        return self.mailboxes.kick_sessions(validate_account(account.login))
 
-    def purge_inbox(self, account: Account) -> PurgeResult:
-        """Empty the account's INBOX (after a tar.gz archive of its Maildir cur/ and new/ when configured)."""
-        login = validate_account(account.login)
-        before = self.inbox_count(account)
-        archived_to = self._archive_inbox(login) if self.server.archive_before_purge and before else None
-        self.executor.run([DOVEADM, "expunge", "-u", login, "mailbox", "INBOX", "all"])
-        return PurgeResult(before=before, after=self.inbox_count(account), archived_to=archived_to)
+    def purge_inbox(self, account: Account, *, label: str = "") -> PurgeResult:
+        """Empty the account's INBOX (after an archive of it, named with `label`, when configured)."""
+        return self.mailboxes.purge_inbox(validate_account(account.login), label=label)
+
+    def restore_inbox(self, account: Account, archive: str) -> int:
+        """Put the messages of an archive that purge_inbox made back into the account's INBOX; return how many."""
+        return self.mailboxes.restore_inbox(validate_account(account.login), archive)
 
     def inbox_count(self, account: Account) -> int:
         """Return how many messages the account's INBOX holds."""
-        login = validate_account(account.login)
-        result = self._doveadm_user(["mailbox", "status", "-u", login, "messages", "INBOX"], login)
-        found = re.search(r"messages=(\d+)", result.text)
-        if found is None:
-            raise CommandFailed(self.executor.host, f"cannot read the INBOX size of {login!r}", result)
-        return int(found[1])
+        return self.mailboxes.inbox_count(validate_account(account.login))
+
+    def protected_accounts(self) -> frozenset[str]:
+        """Return the accounts mailfix never touches here: the configured ones, its SSH user, system accounts."""
+        if self._protected is None:
+            system = self.mailboxes.system_accounts() if self.server.password_backend == "chpasswd" else frozenset()
+            self._protected = frozenset({*self.server.protected_accounts, self.server.user.lower(), *system})
+        return self._protected
 
     # ---- service --------------------------------------------------------------------------
 
@@ -303,25 +309,6 @@ class PostfixServer:
 
     def _login_keys(self, account: Account) -> tuple[str, ...]:
         return login_keys(validate_account(account.login), self.server.mail_domain)
-
-    def _doveadm_user(self, args: list[str], login: str) -> CommandResult:
-        result = self.executor.run([DOVEADM, *args], check=False)
-        if result.exit_status == EX_NOUSER:
-            raise CommandFailed(self.executor.host, f"no mail account {login!r}", result)
-        if not result.ok:
-            raise command_failed(self.executor.host, result)
-        return result
-
-    def _archive_inbox(self, login: str) -> str:
-        """Copy the INBOX's Maildir cur/ and new/ into a tar.gz under archive_dir; return its path."""
-        inbox = self._doveadm_user(["mailbox", "path", "-u", login, "INBOX"], login).text.strip()
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = f"{self.server.archive_dir.rstrip('/')}/{login}-INBOX-{stamp}.tar.gz"
-        self.executor.run(["install", "-d", "-m", "0700", self.server.archive_dir])
-        tar = self.executor.run(["tar", "-czf", target, "-C", inbox, "cur", "new"], check=False)
-        if not tar.ok:
-            raise CommandFailed(self.executor.host, f"could not archive the INBOX of {login!r} (Maildir expected)", tar)
-        return target
 
     def boot_id(self) -> str:
         """Return the kernel's boot ID (it changes with every boot)."""

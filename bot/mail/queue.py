@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import heapq
 import json
+import operator
 import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, compress
 from operator import itemgetter
 from typing import Any
 
@@ -192,7 +193,7 @@ class QueueAggregator:
         # login_of may arrive after the listing has started (set_logins): until then only the
         # queue IDs of the lines already parsed wait, not the messages.
         self.login_of = login_of
-        self._pending_ids: list[str] = []
+        self._pending: list[tuple[list[str], list[str]]] = []  # (queue IDs, their senders)
         self.mail_suffix = f"@{mail_domain.lower()}" if mail_domain else None
         self.now = time.time() if now is None else now
         self.top = top
@@ -204,14 +205,17 @@ class QueueAggregator:
         self.senders: Counter[str] = Counter()
         self.recipients: Counter[str] = Counter()
         self.logins: Counter[str] = Counter()
+        # Senders of the messages the log ties to no login: only these may name a sender as the suspect.
+        self.unattributed_senders: Counter[str] = Counter()
         # First queue IDs seen per login and per local sender: postcat reads their subjects later.
         self.samples: dict[str, list[str]] = {}
 
     def set_logins(self, login_of: Mapping[str, str]) -> None:
         """Provide queue ID -> SASL login, attributing the lines aggregated so far."""
         self.login_of = login_of
-        pending, self._pending_ids = self._pending_ids, []
-        self._attribute(pending)
+        pending, self._pending = self._pending, []
+        for ids, senders in pending:
+            self._attribute(ids, senders)
 
     def add_lines(self, lines: Iterable[bytes]) -> None:
         """Aggregate every line of `lines`."""
@@ -241,15 +245,17 @@ class QueueAggregator:
         if self.mail_suffix:
             self._sample(batch.senders, batch.ids, suffix=self.mail_suffix)
         if self.login_of is None:
-            self._pending_ids.extend(batch.ids)
+            self._pending.append((batch.ids, batch.senders))
         else:
-            self._attribute(batch.ids)
+            self._attribute(batch.ids, batch.senders)
 
-    def _attribute(self, ids: list[str]) -> None:
+    def _attribute(self, ids: list[str], senders: list[str]) -> None:
         if not self.login_of:
+            self.unattributed_senders.update(senders)
             return
         logins = list(map(self.login_of.get, ids))
         self.logins.update(filter(None, logins))
+        self.unattributed_senders.update(compress(senders, map(operator.not_, logins)))
         self._sample(logins, ids)
 
     def _sample(self, names: Sequence[str | None], ids: list[str], *, suffix: str = "") -> None:

@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("retry", "retry the step that failed"),
         ("resolve", "resolve a monitored incident now (its last check was normal)"),
         ("password", "show the new password once, to tell the user by phone, then erase it"),
+        ("restore-inbox", "put back the INBOX that the incident's cleanup archived and emptied (directors)"),
     ):
         sub.add_parser(name, help=text).add_argument("id", type=incident_id)
     approve = sub.add_parser("approve", help="approve the pending cleanup of ACCOUNT, or the reboot (directors)")
@@ -141,6 +142,8 @@ def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
 
 def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -> int:
     command, config = args.command, runbook.config
+    if command in ("list", "status", "report"):
+        runbook.may_read(cli_actor(config))
     if command == "list":
         for incident in runbook.repo.list_incidents():
             print(one_line(incident), file=out)
@@ -167,6 +170,10 @@ def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -
         incident = runbook.start(server=args.server, actor=actor)
     elif command == "password":
         return _reveal_password(runbook, args.id, actor, out)
+    elif command == "restore-inbox":
+        restored = runbook.restore_inbox(args.id, actor=actor)
+        print(f"#{args.id}: {restored} messages restored to the INBOX", file=out)
+        return 0
     else:
         incident = runbook.act(_request(args), actor=actor)
     print(describe(runbook.get(incident.id)), file=out)

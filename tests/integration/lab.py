@@ -3,6 +3,8 @@
 sshd is the lab's own process (own config, host key and authorized keys in a temp dir).
 Postfix and Dovecot are the machine's system instances, reconfigured for the lab:
 every listener is on 127.0.0.1 and a free port, outbound and local mail stay queued.
+The queue is the lab's while it runs: mail queued before the lab is moved aside at start and
+put back at close, after every message the lab's tests queued has been deleted.
 Needs root and the packages from `.ci/install-lab.sh`.
 """
 
@@ -30,6 +32,13 @@ DOVECOT_SSL = Path("/etc/dovecot/conf.d/10-ssl.conf")
 MASTER_CF = Path("/etc/postfix/master.cf")
 MAIN_CF = Path("/etc/postfix/main.cf")
 LOCK = Path("/run/mailfix-lab.lock")  # one lab per machine: they share the system Postfix/Dovecot
+# Queue subdirectories that hold one file per message (named by its queue ID), then the
+# per-message delivery logs. `flush/` (per destination), `pid/`, `public/`, `private/` are not mail.
+MESSAGE_QUEUES = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt", "saved")
+MESSAGE_LOGS = ("defer", "bounce", "trace")
+# Inside the queue directory (same file system: a rename keeps the inode a short queue ID names),
+# under a name Postfix never looks at.
+QUEUE_ASIDE = "mailfix-lab-aside"
 
 
 def free_ports(n: int) -> list[int]:
@@ -95,6 +104,30 @@ def kill_and_wait(pidfile: Path, timeout: float = 15) -> None:
         time.sleep(0.05)
 
 
+def queue_files(queue_dir: Path) -> set[Path]:
+    """Return every queued message file and per-message log under queue_dir, relative to it."""
+    found: set[Path] = set()
+    for name in (*MESSAGE_QUEUES, *MESSAGE_LOGS):
+        top = queue_dir / name
+        if top.is_dir():
+            found |= {path.relative_to(queue_dir) for path in top.rglob("*") if path.is_file()}
+    return found
+
+
+def move_keeping_tree(source: Path, target: Path) -> None:
+    """Rename source to target, creating missing directories like their existing parent (owner, mode)."""
+    missing = []
+    parent = target.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    like = parent.stat()
+    for directory in reversed(missing):
+        directory.mkdir(mode=like.st_mode & 0o7777)
+        os.chown(directory, like.st_uid, like.st_gid)
+    os.rename(source, target)
+
+
 def backup(path: Path) -> None:
     """Keep the machine's own version of a file the lab overwrites (once, before the first lab)."""
     saved = path.with_name(path.name + ".mailfix-lab-orig")
@@ -123,6 +156,9 @@ class Lab:
         self._sshd: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None
         self.dir = Path()
+        self.queue_dir = Path("/var/spool/postfix")  # read from Postfix when the lab starts
+        self._owns_queue = False  # the machine's own queued mail is aside; the queue is the lab's
+        self.queued_before: set[Path] = set()  # queue files (relative) found at start, given back at close
         self.started = False
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -157,6 +193,10 @@ class Lab:
             self._wait_for_reboot()
         if self._postfix_running():
             sh("postfix", "stop", check=False)
+        try:
+            self._give_back_queue()
+        except RuntimeError as exc:  # Postfix would not stop: the next lab's start cleans up after this one
+            self._note(f"close: the queue was not given back: {exc}")
         # Stopped by pid: `doveadm stop` takes 3 s. local.conf stays: without it, a later
         # plain `dovecot` would listen on 0.0.0.0.
         kill_and_wait(DOVECOT_PID)
@@ -376,9 +416,70 @@ class Lab:
         sh("newaliases")
         if self._postfix_running():
             sh("postfix", "stop")  # a stale instance would keep its old ports
+        self.queue_dir = Path(sh("postconf", "-h", "queue_directory").stdout.strip())
+        self._take_queue()
         sh("postfix", "check")
         daemon(self.dir / "postfix-start.log", "postfix", "start")
         wait_port(self.smtp_port, "postfix smtpd")
+
+    def _wait_postfix_gone(self, timeout: float = 15) -> None:
+        """Return once no Postfix daemon runs (they outlive `postfix stop` for a moment)."""
+        daemons = sh("postconf", "-h", "daemon_directory").stdout.strip() + "/"
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = []
+            for proc in Path("/proc").iterdir():
+                if proc.name.isdigit():
+                    with contextlib.suppress(OSError):
+                        if os.readlink(proc / "exe").startswith(daemons):
+                            alive.append(proc.name)
+            if not alive:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Postfix processes {', '.join(alive)} still run {timeout:.0f}s after a stop")
+            time.sleep(0.05)
+
+    def _delete_queued_mail(self) -> None:
+        """Delete every message in the queue, and any file a message left there (Postfix is stopped)."""
+        sh("postsuper", "-d", "ALL", check=False)  # messages and their logs, the queue manager's way
+        for stale in queue_files(self.queue_dir):  # maildrop, corrupt, saved, logs of gone messages
+            (self.queue_dir / stale).unlink(missing_ok=True)
+
+    def _take_queue(self) -> None:
+        """Move the mail queued before the lab aside, so that the lab's tests see (and delete) only their own."""
+        self._wait_postfix_gone()
+        aside = self.queue_dir / QUEUE_ASIDE
+        if aside.exists():
+            # A lab that never closed set the machine's mail aside: what is queued now is that lab's.
+            self._note(f"start: {aside} left by a lab that did not close; deleting that lab's mail")
+            self._delete_queued_mail()
+            self.queued_before = {path.relative_to(aside) for path in aside.rglob("*") if path.is_file()}
+        else:
+            aside.mkdir(mode=0o700)
+            self.queued_before = queue_files(self.queue_dir)
+            moved: list[Path] = []
+            try:
+                for path in sorted(self.queued_before):
+                    move_keeping_tree(self.queue_dir / path, aside / path)
+                    moved.append(path)
+            except BaseException:
+                for path in moved:  # all or nothing: the machine's mail is never half aside
+                    os.rename(aside / path, self.queue_dir / path)
+                shutil.rmtree(aside)
+                raise
+        self._owns_queue = True
+
+    def _give_back_queue(self) -> None:
+        """Delete every message the lab's tests queued, then put the mail found at start back in place."""
+        if not self._owns_queue:
+            return
+        self._wait_postfix_gone()
+        self._delete_queued_mail()
+        aside = self.queue_dir / QUEUE_ASIDE
+        for path in sorted(path for path in aside.rglob("*") if path.is_file()):
+            move_keeping_tree(path, self.queue_dir / path.relative_to(aside))
+        shutil.rmtree(aside)
+        self._owns_queue = False
 
     def _write_reboot_script(self) -> None:
         self.reboot_script = self.dir / "fake-reboot"

@@ -149,16 +149,22 @@ def test_change_password_with_chpasswd_takes_effect_at_once(server: PostfixServe
     imap_login(clean_lab, "victim", password.reveal()).logout()
 
 
-def test_change_password_with_a_command_backend(clean_lab: Lab) -> None:
-    """The configured command reads `user password` on stdin."""
-    command = 'read -r user pass && printf "%s:%s\\n" "$user" "$pass" | chpasswd'
+def test_change_password_with_a_command_backend(clean_lab: Lab, tmp_path: Path) -> None:
+    """The configured command reads `user password` on stdin; the new password logs in, the old one no longer does."""
+    ran = tmp_path / "password-command-ran"
+    command = f'read -r user pass && printf "%s:%s\\n" "$user" "$pass" | chpasswd && echo "$user" > {ran}'
     mail = PostfixServer(clean_lab.server_config(password_backend="command", password_command=command))
+    old = clean_lab.passwords["juana"]
+    imap_login(clean_lab, "juana", old).logout()  # the old one worked until the change
     password = generate_password()
     try:
         mail.change_password(JUANA, password)
     finally:
         mail.close()
+    assert ran.read_text() == "juana\n"  # the configured command did it, not another backend
     imap_login(clean_lab, "juana", password.reveal()).logout()
+    with pytest.raises(imaplib.IMAP4.error):
+        imap_login(clean_lab, "juana", old)
 
 
 def test_change_password_in_a_dovecot_passwd_file(clean_lab: Lab, tmp_path: Path) -> None:

@@ -70,7 +70,9 @@ def test_a_director_approves_the_user_gets_the_password_by_dm_and_it_leaves_slac
     message = bot.slack.wait_for(
         lambda f: "resolved" in bot.incident_message()["text"] and bot.incident_message(), what="message shows resolved"
     )
-    assert buttons(message) == [] and "cleanup: approved by <@UDIRECTOR1>" in json.dumps(message["blocks"])
+    # Closed: only the directors' way back remains, the INBOX the cleanup archived.
+    assert [b["action_id"] for b in buttons(message)] == ["restore_inbox"]
+    assert "cleanup: approved by <@UDIRECTOR1>" in json.dumps(message["blocks"])
     everything = json.dumps([c.params for c in bot.slack.calls if c.params.get("channel") != dm_channel])
     assert password not in everything and password not in bot.log()
 

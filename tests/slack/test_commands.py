@@ -110,7 +110,7 @@ def test_a_retried_start_is_acked_and_runs_once(bot):
 
 def test_status_list_and_report_answer_ephemerally(bot):
     bot.start_incident()
-    _, trigger = bot.sender.command("status", STRANGER)
+    _, trigger = bot.sender.command("status", OPERATOR)
     assert "#1 mail1 · awaiting approval" in bot.slack.wait_response(trigger)["text"]
     _, trigger = bot.sender.command("status 1", OPERATOR)
     status = bot.slack.wait_response(trigger)
