@@ -224,3 +224,8 @@ def test_random_event_sequences_keep_the_invariants(sequence):
             if a.what == "cleanup" and a.decision == "approved"
         )
         assert len(server.calls_to("change_password")) <= approved
+        # Whatever was picked or contained, with whatever value: only the accounts that really flood (and
+        # that mailfix offered) were ever touched; never root, a foreign address or a made-up name.
+        acted_on = {"block_login", "unblock_login", "kick_sessions", "change_password", "purge_inbox"}
+        touched = {arg for call, arg in server.calls if call in acted_on}
+        assert touched <= {"victim", "alice"}, touched

@@ -28,6 +28,7 @@ from bot.core.notifier import MessageRef, Notifier
 from bot.core.pool import ServerPool
 from bot.core.requests import Request
 from bot.core.stepping import StepRunner
+from bot.core.steps import StepName, StepStatus
 from bot.core.table import (
     STAGES,
     Event,
@@ -344,14 +345,14 @@ class Runbook:
 def archive_of(incident: Incident) -> str | None:
     """Return where the incident's cleanup archived the INBOX it emptied, if it did."""
     for run in reversed(incident.steps):
-        if run.step == "purge_inbox" and run.status == "done" and run.summary.get("archived_to"):
+        if run.step == StepName.PURGE_INBOX and run.status == StepStatus.DONE and run.summary.get("archived_to"):
             return str(run.summary["archived_to"])
     return None
 
 
 def _password_message(incident: Incident) -> MessageRef | None:
     for run in reversed(incident.steps):
-        if run.step == "notify_user" and run.summary.get("message_ts"):
+        if run.step == StepName.NOTIFY_USER and run.summary.get("message_ts"):
             return MessageRef(run.summary["message_channel"], run.summary["message_ts"])
     return None
 

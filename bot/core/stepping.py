@@ -49,18 +49,18 @@ class StepRunner:
                 return False
             ctx = self._context(incident)
             runs = [r for r in incident.steps if r.phase == incident.phase and r.step == step.name]
-            if any(r.status in ("done", "skipped") for r in runs):
+            if any(r.status in steps.FINISHED for r in runs):
                 continue
             if not step.when(ctx):
                 self._record_skipped(incident, step)
                 continue
-            started = [r for r in runs if r.status == "started"]
+            started = [r for r in runs if r.status == steps.StepStatus.STARTED]
             if started and started[-1].lease_until is not None and started[-1].lease_until > self.now():
                 return False  # another worker is running it right now
             if started and step.verify is not None and self._verified(ctx, step):
                 self.repo.finish_step(
                     step_id=started[-1].id,
-                    status="done",
+                    status=steps.StepStatus.DONE,
                     now=self.now(),
                     summary={"verified": "already applied; not run again"},
                 )
@@ -89,13 +89,15 @@ class StepRunner:
             with self._heartbeat(run.id):
                 outcome = step.run(ctx)
         except MailfixError as exc:
-            self.repo.finish_step(step_id=run.id, status="failed", summary={"error": str(exc)}, now=self.now())
+            self.repo.finish_step(
+                step_id=run.id, status=steps.StepStatus.FAILED, summary={"error": str(exc)}, now=self.now()
+            )
             self._failed(incident, step, exc)
             return None
         seconds = (self.now() - began).total_seconds()
         self.repo.finish_step(
             step_id=run.id,
-            status="done",
+            status=steps.StepStatus.DONE,
             now=self.now(),
             summary={**outcome.summary, "seconds": round(seconds, 3)},
         )
@@ -143,9 +145,9 @@ class StepRunner:
             )
         except DuplicateStep:
             return
-        self.repo.finish_step(step_id=run.id, status="skipped", summary={}, now=self.now())
+        self.repo.finish_step(step_id=run.id, status=steps.StepStatus.SKIPPED, summary={}, now=self.now())
 
     def steps_pending(self, incident: Incident) -> bool:
         """True while the incident's state has entry steps not yet done or skipped in this phase."""
-        finished = {r.step for r in incident.steps if r.phase == incident.phase and r.status in ("done", "skipped")}
+        finished = {r.step for r in incident.steps if r.phase == incident.phase and r.status in steps.FINISHED}
         return any(step.name not in finished for step in STAGES[State(incident.state)].steps)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from bot.config import Config, ServerConfig
@@ -19,6 +20,38 @@ from bot.core.mailserver import Account, Diagnosis, MailServer, Selection, valid
 from bot.core.notifier import Notifier
 from bot.core.vault import Vault, generate_password
 from storage.models import Incident
+
+
+class StepName(StrEnum):
+    """Every step a state can run; stored in step runs as its value."""
+
+    DIAGNOSE = "diagnose"
+    HOLD_FROM = "hold_from"
+    HOLD_LOGIN = "hold_login"
+    BLOCK_LOGIN = "block_login"
+    KICK_SESSIONS = "kick_sessions"
+    RECORD_CONTAINMENT = "record_containment"
+    RELEASE_HELD = "release_held"
+    UNBLOCK_LOGIN = "unblock_login"
+    CHANGE_PASSWORD = "change_password"
+    DELETE_FROM = "delete_from"
+    DELETE_LOGIN = "delete_login"
+    DELETE_TO = "delete_to"
+    PURGE_INBOX = "purge_inbox"
+    NOTIFY_USER = "notify_user"
+    RESTART_POSTFIX = "restart_postfix"
+    FLUSH_QUEUE = "flush_queue"
+    REBOOT = "reboot"
+
+
+class StepStatus(StrEnum):
+    STARTED = "started"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+FINISHED = frozenset({StepStatus.DONE, StepStatus.SKIPPED})
 
 
 @dataclass
@@ -50,7 +83,7 @@ class StepOutcome:
 
 @dataclass(frozen=True)
 class Step:
-    name: str
+    name: StepName
     run: Callable[[StepContext], StepOutcome]
     verify: Callable[[StepContext], bool] | None = None
     when: Callable[[StepContext], bool] = lambda ctx: True
@@ -100,7 +133,7 @@ def _hold(kind: str) -> Step:
     def verify(ctx: StepContext) -> bool:
         return ctx.server.count(_selection(ctx, kind), queues=_NOT_HELD) == 0
 
-    return Step(f"hold_{kind}", run, verify, when=lambda ctx: ctx.config.hold_before_approval)
+    return Step(StepName(f"hold_{kind}"), run, verify, when=lambda ctx: ctx.config.hold_before_approval)
 
 
 def _delete(kind: str) -> Step:
@@ -115,7 +148,7 @@ def _delete(kind: str) -> Step:
     def verify(ctx: StepContext) -> bool:
         return ctx.server.count(_selection(ctx, kind)) == 0
 
-    return Step(f"delete_{kind}", run, verify)
+    return Step(StepName(f"delete_{kind}"), run, verify)
 
 
 SYSTEM_ACTOR = "mailfix"
@@ -211,22 +244,22 @@ def _rebooted(ctx: StepContext) -> bool:
     return before is not None and ctx.server.boot_id() != before
 
 
-DIAGNOSE = Step("diagnose", _diagnose)
+DIAGNOSE = Step(StepName.DIAGNOSE, _diagnose)
 HOLD_FROM, HOLD_LOGIN = _hold("from"), _hold("login")
 DELETE_FROM, DELETE_LOGIN, DELETE_TO = _delete("from"), _delete("login"), _delete("to")
 BLOCK_LOGIN = Step(
-    "block_login",
+    StepName.BLOCK_LOGIN,
     _block,
     lambda ctx: ctx.server.is_login_blocked(ctx.account),
     when=lambda ctx: ctx.config.hold_before_approval,
 )
-UNBLOCK_LOGIN = Step("unblock_login", _unblock, lambda ctx: not ctx.server.is_login_blocked(ctx.account))
-KICK_SESSIONS = Step("kick_sessions", _kick)
-RECORD_CONTAINMENT = Step("record_containment", _record_containment)
-RELEASE_HELD = Step("release_held", _release)
-CHANGE_PASSWORD = Step("change_password", _change_password)
-PURGE_INBOX = Step("purge_inbox", _purge, lambda ctx: ctx.server.inbox_count(ctx.account) == 0)
-NOTIFY_USER = Step("notify_user", _notify)
-RESTART_POSTFIX = Step("restart_postfix", _restart)
-FLUSH_QUEUE = Step("flush_queue", _flush)
-REBOOT = Step("reboot", _reboot, _rebooted)
+UNBLOCK_LOGIN = Step(StepName.UNBLOCK_LOGIN, _unblock, lambda ctx: not ctx.server.is_login_blocked(ctx.account))
+KICK_SESSIONS = Step(StepName.KICK_SESSIONS, _kick)
+RECORD_CONTAINMENT = Step(StepName.RECORD_CONTAINMENT, _record_containment)
+RELEASE_HELD = Step(StepName.RELEASE_HELD, _release)
+CHANGE_PASSWORD = Step(StepName.CHANGE_PASSWORD, _change_password)
+PURGE_INBOX = Step(StepName.PURGE_INBOX, _purge, lambda ctx: ctx.server.inbox_count(ctx.account) == 0)
+NOTIFY_USER = Step(StepName.NOTIFY_USER, _notify)
+RESTART_POSTFIX = Step(StepName.RESTART_POSTFIX, _restart)
+FLUSH_QUEUE = Step(StepName.FLUSH_QUEUE, _flush)
+REBOOT = Step(StepName.REBOOT, _reboot, _rebooted)

@@ -12,6 +12,7 @@ from typing import Any
 from bot.core import monitoring
 from bot.core.effects import pending_approval
 from bot.core.runbook import SYSTEM, Runbook
+from bot.core.steps import StepName, StepStatus
 from bot.core.table import APPROVAL_FOR, MONITOR_ROUNDS, STAGES, WORKING, Event, State
 from bot.errors import AlreadyDone, InvalidTransition, MailfixError
 from storage.models import Approval, Incident
@@ -130,7 +131,9 @@ class Upkeep:
         rb = self.runbook
         keep = timedelta(minutes=rb.config.password_message_minutes)
         for incident in rb.repo.with_pending_password():
-            sent = [r.finished_at for r in incident.steps if r.step == "notify_user" and r.status == "done"]
+            sent = [
+                r.finished_at for r in incident.steps if r.step == StepName.NOTIFY_USER and r.status == StepStatus.DONE
+            ]
             if sent and sent[-1] is not None and rb.now() - sent[-1] >= keep:
                 rb.withdraw_password(incident, SYSTEM, "password_withdrawn")
 

@@ -60,15 +60,20 @@ class Mailboxes:
         if folder != self.server.archive_dir.rstrip("/") or not _ARCHIVE_NAME.fullmatch(name):
             raise CommandFailed(self.executor.host, f"not an archive mailfix made: {archive[:200]!r}")
         before = self.inbox_count(login)
-        # Unpacked into a fresh private Maildir, imported with doveadm (which assigns new UIDs), then removed.
+        # Unpacked into a fresh Maildir owned like the user's own (doveadm import runs as the user and
+        # writes its index files there), imported (doveadm assigns new UIDs), then removed.
         script = (
-            'set -e; d=$(mktemp -d); trap \'rm -rf "$d"\' EXIT; mkdir "$d/tmp"; tar -xzf "$1" -C "$d"; '
-            'chmod -R a+rX "$d"; "$2" import -u "$3" "maildir:$d" "" all'
+            'set -e; inbox=$("$2" mailbox path -u "$3" INBOX); d=$(mktemp -d); trap \'rm -rf "$d"\' EXIT; '
+            'tar -xzf "$1" -C "$d"; mkdir -p "$d/tmp" "$d/cur" "$d/new"; chown -R "$(stat -c %u:%g "$inbox")" "$d"; '
+            '"$2" import -u "$3" "maildir:$d" "" all'
         )
         result = self.executor.run(["sh", "-c", script, "sh", archive, DOVEADM, login], check=False)
         if not result.ok:
             raise command_failed(self.executor.host, result)
-        return self.inbox_count(login) - before
+        restored = self.inbox_count(login) - before
+        if restored <= 0:  # doveadm import exits 0 even when it could read nothing
+            raise CommandFailed(self.executor.host, f"doveadm import put nothing back from {archive}", result)
+        return restored
 
     def exists(self, login: str) -> bool:
         """Return True when Dovecot knows the login (a mail account that exists on this server)."""

@@ -259,6 +259,7 @@ class Lab:
             postfix_log=str(self.postfix_log),
             sasl_access_map=SASL_ACCESS,
             password_backend="chpasswd",
+            archive_dir=str(self.dir / "archives"),
             restart_command="postfix stop; postfix start",
             reboot_command=str(self.reboot_script),
             reboot_deadline_seconds=60,

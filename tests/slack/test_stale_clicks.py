@@ -141,3 +141,16 @@ def test_status_list_and_report_are_refused_to_people_without_a_role(bot):
         reply = bot.slack.wait_response(trigger)
         assert "only operators, directors and readers" in reply["text"] and reply["response_type"] == "ephemeral"
         assert "victim" not in reply["text"]
+
+
+def test_an_old_approve_click_after_a_pick_is_refused(bot):
+    bot.start_incident()
+    old_approve = bot.button_value("approve_cleanup")
+    bot.sender.click("pick_account", DIRECTOR, selected=bot.option_value("pick_account", "bob"))
+    bot.wait_incident(
+        lambda i: i.state == "awaiting_approval" and i.suspect_address == "bob@example.org" and i.contained_at,
+        "switched to bob",
+    )
+    text = refused(bot, "approve_cleanup", DIRECTOR2, value=old_approve)
+    assert "the cleanup of victim@example.org" in text and "now asks about the cleanup of bob@example.org" in text
+    assert bot.mail().calls_to("change_password") == []
