@@ -153,3 +153,31 @@ def test_only_operators_directors_and_readers_may_read_incidents(make_runbook):
         runbook.may_read(actor)
     with pytest.raises(NotAuthorized, match="only operators, directors and readers"):
         runbook.may_read(STRANGER)
+
+
+def test_a_not_this_account_that_lands_between_the_check_and_the_approval_wins_and_bob_is_not_approved(
+    runbook, make_runbook, two_floods
+):
+    """The binding is checked on the snapshot whose version the approval commits at: a rejection that
+    commits right after the approval read the incident makes the approval fail, so it never falls
+    through to the next account's approval."""
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    victims = Request(incident.id, Event.APPROVE, account="victim@example.org", approval_id=pending(incident).id)
+    other = make_runbook()  # another worker (or replica) on the same database
+    real_get, raced = runbook.get, []
+
+    def get(incident_id):
+        snapshot = real_get(incident_id)
+        if not raced:  # the first read of the approval: the other director's rejection lands now
+            raced.append(other.reject(incident_id, actor=DIRECTOR))
+        return snapshot
+
+    runbook.get = get
+    with pytest.raises(Exception) as refused:
+        runbook.act(victims, actor=DIRECTOR2)
+    assert raced and raced[0].suspect_address == "bob@example.org"
+    assert type(refused.value).__name__ in ("AlreadyDone", "StaleRequest")
+    after = real_get(incident.id)
+    assert after.state == State.AWAITING_APPROVAL and after.suspect_address == "bob@example.org"
+    assert [a for a in after.approvals if a.decision == "approved"] == []
+    assert two_floods.calls_to("change_password") == []

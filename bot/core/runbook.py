@@ -108,18 +108,20 @@ class Runbook:
 
     def act(self, request: Request, *, actor: str) -> Incident:
         """Carry out what a person asked, only while the incident still asks what they answered."""
-        incident = self.get(request.incident_id)
+        return self.fire(request.incident_id, request.event, actor=actor, asked=request)
+
+    def _answer(self, incident: Incident, request: Request) -> dict[str, Any]:
+        """Check `request` against the incident as it is at this version; return the data its event needs."""
         check_binding(incident, request, done_before=lambda event: self._already_done(incident, event))
-        data: dict[str, Any] = {}
         if request.event in (Event.PICK, Event.CONTAIN):
             with self.servers.lock(incident.server):
                 protected = self.server(incident.server).protected_accounts()
             domain = self.config.server(incident.server).mail_domain
-            data["pick"] = offered_account(incident, request, mail_domain=domain, protected=protected)
+            return {"pick": offered_account(incident, request, mail_domain=domain, protected=protected)}
         last_check_normal = bool(incident.checks and incident.checks[-1].normal)
         if request.event == Event.RESOLVE_NOW and incident.state == State.MONITORING and not last_check_normal:
             raise InvalidTransition("resolve now", "the last check was not normal")
-        return self.fire(request.incident_id, request.event, actor=actor, **data)
+        return {}
 
     def approve(self, incident_id: int, *, actor: str, account: str | None = None) -> Incident:
         """A director approves the pending cleanup (of `account`, when named) or reboot."""
@@ -187,15 +189,24 @@ class Runbook:
 
     # -- the engine -----------------------------------------------------------------------
 
-    def fire(self, incident_id: int, event: Event, *, actor: str, run: bool = True, **data: Any) -> Incident:
-        """Apply `event` (checking the table, the guard and the version), then run the new state's steps."""
+    def fire(
+        self, incident_id: int, event: Event, *, actor: str, run: bool = True, asked: Request | None = None, **data: Any
+    ) -> Incident:
+        """Apply `event` (checking the table, the guard, what a person `asked` and the version), then run the
+        new state's steps."""
         # Marked as worked on before the transition commits, so the scheduler never runs the new state's
         # steps beside this thread.
         with self.working(incident_id):
-            return self._fire(incident_id, event, actor=actor, run=run, **data)
+            return self._fire(incident_id, event, actor=actor, run=run, asked=asked, **data)
 
-    def _fire(self, incident_id: int, event: Event, *, actor: str, run: bool, **data: Any) -> Incident:
+    def _fire(
+        self, incident_id: int, event: Event, *, actor: str, run: bool, asked: Request | None, **data: Any
+    ) -> Incident:
         incident = self.get(incident_id)
+        if asked is not None:
+            # Checked on this very snapshot: the transition below commits only at its version, so nobody's
+            # "not this account" can slip in between the check and the change.
+            data = {**data, **self._answer(incident, asked)}
         try:
             rule = next_state(incident.state, event)
         except InvalidTransition:
@@ -204,7 +215,7 @@ class Runbook:
         if event == Event.APPROVE and not self.vault.ready:
             raise NotAuthorized(actor, "approve", "MAILFIX_SECRET_KEY is not set: the new password could not be kept")
         target = rule.next or State(incident.failed_state or State.FAILED)
-        changes, decide, request = effects(
+        changes, decide, ask = effects(
             config=self.config, incident=incident, event=event, target=target, actor=actor, data=data, now=self.now()
         )
         try:
@@ -217,7 +228,7 @@ class Runbook:
                 changes=changes,
                 details={"from": incident.state, "to": target, **_public(data)},
                 decide=decide,
-                request=request,
+                request=ask,
             )
         except StaleVersion as stale:
             # Prefer "approved by the director who won" over whoever changed the incident last.
