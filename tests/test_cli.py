@@ -103,3 +103,14 @@ def test_the_terminal_user_comes_from_the_account_not_from_USER(env, monkeypatch
     code = cli.main(["start", "mail1"], out=io.StringIO())
     assert code == 1
     assert f"local user '{pwd.getpwuid(os.getuid()).pw_name}' is not in cli_users" in capsys.readouterr().err
+
+
+def test_queue_data_reaches_the_terminal_without_escape_sequences(env, monkeypatch):
+    """A sender carrying ESC, BEL or a bidi override (postqueue -j may hold any of them) prints as plain text."""
+    server = fake(env)
+    for i in range(3):
+        server._add("evil\x1b]0;pwned\x07\u202e@spam.example", [f"x{i}@example.net"], None, "Pago \x1b[2J pendiente")
+    server._save()
+    code, out = run(monkeypatch, "alt", "diagnose", "mail1")
+    assert code == 0 and "evil]0;pwned@spam.example" in out
+    assert not any(c in out for c in "\x1b\x07\u202e")

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.core import monitoring
+from bot.core.binding import flood_account
 from bot.core.effects import pending_approval
 from bot.core.runbook import SYSTEM, Runbook
 from bot.core.steps import StepName, StepStatus
@@ -62,10 +63,13 @@ class Upkeep:
         if new_flood is not None and not any(
             (c.details.get("new_flood") or {}).get("name") == new_flood.name for c in incident.checks
         ):
+            # A command is suggested only for a name that is a valid account: the name is queue data.
+            contain = flood_account(rb.get(incident_id))
+            hint = f" Contain it too (`mailfix contain {incident.id} {contain}`)." if contain else ""
             rb.log_step(
                 incident,
                 f":rotating_light: New flood from another account: {new_flood.name} has {new_flood.count} "
-                f"queued messages. Contain it too (`mailfix contain {incident.id} {new_flood.name}`).",
+                f"queued messages.{hint}",
             )
         incident = rb.get(incident_id)
         rb.tell(incident)

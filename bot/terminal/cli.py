@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from importlib.metadata import entry_points
-from typing import TextIO
+from typing import TextIO, cast
 
 from dotenv import load_dotenv
 
@@ -32,6 +32,7 @@ from bot.errors import ConfigError, MailfixError, NotAuthorized
 from bot.terminal.diagnosis import render_diagnosis
 from bot.terminal.notifier import TerminalNotifier
 from bot.terminal.status import describe, one_line
+from bot.terminal.text import PrintableOut
 from bot.wiring import build_runbook, open_repository, server_factory
 from storage.db import upgrade
 
@@ -97,7 +98,7 @@ def incident_id(text: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+    out = cast(TextIO, PrintableOut(out or sys.stdout))  # queue data never reaches the terminal as escapes
     load_dotenv()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
