@@ -144,7 +144,7 @@ def deleting(incident: Incident) -> bool:
     """True while the approved delete runs: a delete step started and the last one not yet over."""
     runs = [r for r in incident.steps if r.step in DELETES]
     return any(r.status == "started" for r in runs) or (
-        incident.state == "containing"
+        incident.state == "cleaning_up"
         and any(r.step == "delete_from" and r.status == "done" for r in runs)
         and not any(r.step == "delete_login" for r in runs)  # between the two steps
     )

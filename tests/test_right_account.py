@@ -9,7 +9,7 @@ import pytest
 from bot.core.requests import Request
 from bot.core.table import Event, State
 from bot.core.upkeep import Upkeep
-from bot.errors import AccountRefused, NotAuthorized, StaleRequest
+from bot.errors import AccountRefused, AlreadyDone, InvalidTransition, NotAuthorized, StaleRequest
 from tests.conftest import DIRECTOR, DIRECTOR2, OPERATOR, STRANGER
 
 
@@ -141,9 +141,15 @@ def test_the_inbox_a_cleanup_emptied_comes_back_on_a_directors_restore(runbook, 
     incident = runbook.start(server="mail1", actor=OPERATOR)
     runbook.approve(incident.id, actor=DIRECTOR2, account="victim@example.org")
     assert server.inbox["victim"] == 0
+    with pytest.raises(InvalidTransition, match="closed incident"):  # not while the incident still runs
+        runbook.restore_inbox(incident.id, actor=DIRECTOR)
+    runbook.abort(incident.id, actor=OPERATOR)
     with pytest.raises(NotAuthorized):
         runbook.restore_inbox(incident.id, actor=OPERATOR)
     assert runbook.restore_inbox(incident.id, actor=DIRECTOR) == 7
+    assert server.inbox["victim"] == 7
+    with pytest.raises(AlreadyDone, match="already restored by UDIRECTOR1"):  # a double click restores once
+        runbook.restore_inbox(incident.id, actor=DIRECTOR2)
     assert server.inbox["victim"] == 7
 
 

@@ -37,8 +37,10 @@ def check_binding(incident: Incident, request: Request, *, done_before: Callable
         return
     asked_now = _asks(incident)
     answered = next((a for a in incident.approvals if a.id == request.approval_id), None)
-    if answered is not None and answered.decision == "approved" and request.event in PAST_TENSE:
-        raise AlreadyDone(PAST_TENSE[request.event], answered.decided_by, answered.decided_at)  # a double click
+    if answered is not None and answered.decision is not None:
+        if answered.decision == "approved" and request.event in (Event.APPROVE, Event.APPROVE_REBOOT):
+            raise AlreadyDone("approved", answered.decided_by, answered.decided_at)  # a double click
+        raise StaleRequest(f"{answered.subject or 'an earlier request'} ({answered.decision})", asked_now)
     waits_in = State.AWAITING_REBOOT_APPROVAL if request.event == Event.APPROVE_REBOOT else State.AWAITING_APPROVAL
     if request.event != Event.RENEW and incident.state != waits_in:
         # Done already (a second click, a retried command) says by whom; anything else is stale.
@@ -73,10 +75,21 @@ def offered_account(incident: Incident, request: Request, *, mail_domain: str, p
     else:
         diagnosis = diagnosis_codec.of(incident)
         ranked = (*diagnosis.snapshot.top_sasl_logins, *diagnosis.snapshot.top_senders) if diagnosis else ()
-        offered = {r.name.lower() for r in ranked} - {incident.suspect_address or "", incident.suspect_login or ""}
-    if name not in offered:
+        offered = {r.name.lower() for r in ranked}
+    # The suspect and the accounts already rejected are no "other" account, however they are spelled.
+    spent = {
+        alias for a in (incident.suspect_address, *incident.rejected_accounts) if a for alias in aliases(a, domain)
+    }
+    if name not in offered or not spent.isdisjoint(aliases(name, domain)):
         raise AccountRefused(name, "mailfix did not offer this account here")
     return name
+
+
+def aliases(name: str, domain: str) -> set[str]:
+    """Return the spellings of one local account: `user` and `user@domain` (a foreign address is only itself)."""
+    name = name.lower()
+    local, _, at = name.partition("@")
+    return {local, f"{local}@{domain}"} if at in ("", domain) else {name}
 
 
 def _asks(incident: Incident) -> str:
@@ -97,5 +110,6 @@ def flood_account(incident: Incident) -> str | None:
     except InvalidAccount:
         return None  # a forged sender, bounces: nobody to contain
     diagnosis = diagnosis_codec.of(incident)
-    protected = set(diagnosis.protected) if diagnosis else set()
-    return None if name in NOT_ACCOUNTS or not protected.isdisjoint({name, name.partition("@")[0]}) else name
+    refused = set(diagnosis.protected) if diagnosis else set()
+    refused |= {a.partition("@")[0] for a in incident.rejected_accounts} | set(incident.rejected_accounts)
+    return None if name in NOT_ACCOUNTS or not refused.isdisjoint({name, name.partition("@")[0]}) else name

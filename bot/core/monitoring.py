@@ -32,11 +32,14 @@ def assess(health: Health, checks: Sequence[Check], monitor_round: int, config: 
 
 
 def new_flood(health: Health, incident: Incident, flood_threshold: int) -> Ranked | None:
-    """Return a sender or login over the threshold that is not the incident's own account."""
+    """Return another SASL login over the threshold: a flood mailfix can offer to contain.
+
+    Only a login: a sender is what spam forges, so a flood of one sender address names nobody (it still
+    keeps the server "not normal", and the check says so)."""
     own = {incident.suspect_address, incident.suspect_login}
-    for ranked in (health.top_login, health.top_sender):
-        if ranked is not None and ranked.count >= flood_threshold and ranked.name.lower() not in own | NOT_ACCOUNTS:
-            return ranked
+    ranked = health.top_login
+    if ranked is not None and ranked.count >= flood_threshold and ranked.name.lower() not in own | NOT_ACCOUNTS:
+        return ranked
     return None
 
 

@@ -59,7 +59,7 @@ def report_json(incident: Incident, audit: Sequence[AuditEvent]) -> dict[str, An
             "seconds_to_containment": _seconds(incident.opened_at, incident.contained_at),
             "seconds_to_resolution": _seconds(incident.opened_at, incident.closed_at),
             "failure": incident.failure,
-            "inbox_archive": archive_of(incident),
+            "inbox_archive": (archive_of(incident) or (None,))[0],
         },
         "counts": counts,
         "escalations": [e.action for e in audit if e.action in ESCALATIONS],

@@ -31,6 +31,7 @@ from bot.core.stepping import StepRunner
 from bot.core.steps import StepName, StepStatus
 from bot.core.table import (
     STAGES,
+    TERMINAL,
     Event,
     Guard,
     State,
@@ -168,16 +169,26 @@ class Runbook:
         return True
 
     def restore_inbox(self, incident_id: int, *, actor: str) -> int:
-        """A director puts back the INBOX that the incident's cleanup archived and emptied; return how many."""
+        """A director puts back, once, the INBOX that the closed incident's cleanup archived; return how many."""
         incident = self.get(incident_id)
         authorize(self.config, actor, Guard.DIRECTOR, None, Event.APPROVE)
-        archive = archive_of(incident)
-        if archive is None or not incident.suspect_address or not incident.suspect_login:
-            raise InvalidTransition("restore the inbox", "no archived INBOX in this incident")
-        account = Account(incident.suspect_address, incident.suspect_login)
+        archived = archive_of(incident)
+        if State(incident.state) not in TERMINAL or archived is None:
+            raise InvalidTransition("restore the inbox", "a closed incident whose cleanup archived an INBOX")
+        path, account = archived
+        for event in self.repo.audit_events(incident_id=incident.id):
+            if event.action == "inbox_restored" and event.details.get("archive") == path:  # a double click
+                raise AlreadyDone("restored", event.actor, event.at)
         with self.servers.lock(incident.server):
-            restored = self.server(incident.server).restore_inbox(account, archive)
-        self.repo.audit(incident_id=incident.id, actor=actor, action="inbox_restored", now=self.now())
+            restored = self.server(incident.server).restore_inbox(account, path)
+        self.repo.audit(
+            incident_id=incident.id,
+            actor=actor,
+            action="inbox_restored",
+            now=self.now(),
+            archive=path,
+            restored=restored,
+        )
         self.log_step(incident, f":inbox_tray: Restored {restored} messages into the INBOX of {account.login}")
         return restored
 
@@ -353,11 +364,14 @@ class Runbook:
         self.servers.close()
 
 
-def archive_of(incident: Incident) -> str | None:
-    """Return where the incident's cleanup archived the INBOX it emptied, if it did."""
+def archive_of(incident: Incident) -> tuple[str, Account] | None:
+    """Return where the incident's last cleanup archived the INBOX it emptied, and whose INBOX that was."""
     for run in reversed(incident.steps):
-        if run.step == StepName.PURGE_INBOX and run.status == StepStatus.DONE and run.summary.get("archived_to"):
-            return str(run.summary["archived_to"])
+        summary = run.summary
+        if run.step == StepName.PURGE_INBOX and run.status == StepStatus.DONE and summary.get("archived_to"):
+            if not summary.get("address") or not summary.get("login"):
+                return None  # archived before mailfix recorded whose it was: restore it by hand
+            return str(summary["archived_to"]), Account(summary["address"], summary["login"])
     return None
 
 

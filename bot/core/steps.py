@@ -204,6 +204,7 @@ def _change_password(ctx: StepContext) -> StepOutcome:
 def _purge(ctx: StepContext) -> StepOutcome:
     result = ctx.server.purge_inbox(ctx.account, label=f"incident-{ctx.incident.id}")
     summary = {"before": result.before, "after": result.after, "archived_to": result.archived_to}
+    summary |= {"address": ctx.account.address, "login": ctx.account.login}  # whose INBOX the archive holds
     return StepOutcome(summary, f"Emptied INBOX of {ctx.account.login}: {result.before} → {result.after} messages")
 
 

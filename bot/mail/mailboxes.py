@@ -17,7 +17,7 @@ from bot.mail.passwords import DOVEADM, EX_NOUSER
 SYSTEM_UID_BELOW = 1000  # Debian and RHEL give people uids from 1000 up
 NOBODY_UID = 65534
 # What purge_inbox names an archive: <login>-INBOX-<label>-<UTC stamp>.tar.gz under archive_dir.
-_ARCHIVE_NAME = re.compile(r"[a-z0-9._+-]+-INBOX-[a-z0-9-]*-?\d{8}T\d{6}Z\.tar\.gz")
+_ARCHIVE_NAME = re.compile(r"-INBOX-(?:[a-z0-9-]+-)?\d{8}T\d{6}Z\.tar\.gz")
 
 
 class Mailboxes:
@@ -57,7 +57,8 @@ class Mailboxes:
     def restore_inbox(self, login: str, archive: str) -> int:
         """Import the messages of `archive` (one purge_inbox made) back into the INBOX; return how many came back."""
         folder, _, name = archive.rpartition("/")
-        if folder != self.server.archive_dir.rstrip("/") or not _ARCHIVE_NAME.fullmatch(name):
+        own = name.startswith(login) and _ARCHIVE_NAME.fullmatch(name[len(login) :])
+        if folder != self.server.archive_dir.rstrip("/") or not own:
             raise CommandFailed(self.executor.host, f"not an archive mailfix made: {archive[:200]!r}")
         before = self.inbox_count(login)
         # Unpacked into a fresh Maildir owned like the user's own (doveadm import runs as the user and

@@ -23,6 +23,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("subject", sa.String(length=320), nullable=True))
     for column in ("state", "failed_state"):
         op.execute(f"UPDATE incidents SET {column} = 'cleaning_up' WHERE {column} = 'containing'")  # noqa: S608
+    # A containment that failed ran in awaiting_approval; its retry must run the containment again.
+    op.execute("UPDATE incidents SET failed_state = 'containing' WHERE failed_state = 'awaiting_approval'")
     _convert_diagnoses()
 
 
@@ -52,7 +54,9 @@ def _convert_diagnoses() -> None:
 
 
 def downgrade() -> None:
+    # The new, reversible containing is the old awaiting_approval's entry (the old "containing" was the cleanup).
     for column in ("state", "failed_state"):
+        op.execute(f"UPDATE incidents SET {column} = 'awaiting_approval' WHERE {column} = 'containing'")  # noqa: S608
         op.execute(f"UPDATE incidents SET {column} = 'containing' WHERE {column} = 'cleaning_up'")  # noqa: S608
     with op.batch_alter_table("approvals", schema=None) as batch_op:
         batch_op.drop_column("subject")
