@@ -187,3 +187,17 @@ def test_a_not_this_account_that_lands_between_the_check_and_the_approval_wins_a
     assert after.state == State.AWAITING_APPROVAL and after.suspect_address == "bob@example.org"
     assert [a for a in after.approvals if a.decision == "approved"] == []
     assert two_floods.calls_to("change_password") == []
+
+
+def test_the_cli_renewal_names_what_it_renews_and_a_mismatch_is_refused(runbook, clock, two_floods):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    clock.advance(minutes=31)
+    Upkeep(runbook).run_due()  # the cleanup approval expires
+    for wrong in (
+        Request(incident.id, Event.RENEW, reboot=True),
+        Request(incident.id, Event.RENEW, account="bob@example.org"),
+    ):
+        with pytest.raises(StaleRequest):
+            runbook.act(wrong, actor=OPERATOR)
+    renewed = runbook.act(Request(incident.id, Event.RENEW, account="victim@example.org"), actor=OPERATOR)
+    assert pending(renewed).subject == "the cleanup of victim@example.org"

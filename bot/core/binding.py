@@ -41,8 +41,10 @@ def check_binding(incident: Incident, request: Request, *, done_before: Callable
         if answered.decision == "approved" and request.event in (Event.APPROVE, Event.APPROVE_REBOOT):
             raise AlreadyDone("approved", answered.decided_by, answered.decided_at)  # a double click
         raise StaleRequest(f"{answered.subject or 'an earlier request'} ({answered.decision})", asked_now)
-    waits_in = State.AWAITING_REBOOT_APPROVAL if request.event == Event.APPROVE_REBOOT else State.AWAITING_APPROVAL
-    if request.event != Event.RENEW and incident.state != waits_in:
+    reboot = request.event == Event.APPROVE_REBOOT or (request.event == Event.RENEW and request.reboot)
+    waits_in = State.AWAITING_REBOOT_APPROVAL if reboot else State.AWAITING_APPROVAL
+    names_what = request.event != Event.RENEW or request.reboot or request.account is not None
+    if names_what and incident.state != waits_in:
         # Done already (a second click, a retried command) says by whom; anything else is stale.
         asked = (
             f"the reboot of {incident.server}"
@@ -54,7 +56,11 @@ def check_binding(incident: Incident, request: Request, *, done_before: Callable
     if request.approval_id is not None and (current is None or current.id != request.approval_id):
         raise StaleRequest(answered.subject if answered and answered.subject else "an earlier request", asked_now)
     named = request.account
-    if request.event in (Event.APPROVE, Event.REJECT, Event.PICK) and named and named != incident.suspect_address:
+    if (
+        request.event in (Event.APPROVE, Event.REJECT, Event.PICK, Event.RENEW)
+        and named
+        and named != incident.suspect_address
+    ):
         raise StaleRequest(f"the cleanup of {request.account}", asked_now)
 
 

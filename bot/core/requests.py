@@ -36,6 +36,7 @@ class Request:
     account: str | None = None  # the account the person was asked about (approve, reject, pick)
     approval_id: int | None = None  # the approval request the person answered
     pick: str | None = None  # the account the person chose instead (pick) or in addition (contain)
+    reboot: bool = False  # the person answers the reboot request (the CLI's --reboot; buttons carry the approval id)
 
 
 def parse_id(text: str, what: str = "incident") -> int:

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--reboot", action="store_true", help="approve the pending reboot of the server")
     renew = sub.add_parser("renew", help="ask the directors again after an approval expired")
     renew.add_argument("id", type=incident_id)
+    asked = renew.add_mutually_exclusive_group(required=True)
+    asked.add_argument("--account", metavar="ADDRESS", help="the account whose cleanup approval expired")
+    asked.add_argument("--reboot", action="store_true", help="the reboot approval expired")
     contain = sub.add_parser("contain", help="contain another account whose flood appeared while monitoring")
     contain.add_argument("id", type=incident_id)
     contain.add_argument("account")
@@ -191,7 +194,10 @@ def _request(args: argparse.Namespace) -> Request:
         return Request(args.id, Event.PICK if pick else Event.REJECT, account=validate_account(args.account), pick=pick)
     if args.command == "contain":
         return Request(args.id, Event.CONTAIN, pick=validate_account(args.account))
-    events = {"abort": Event.ABORT, "retry": Event.RETRY, "resolve": Event.RESOLVE_NOW, "renew": Event.RENEW}
+    if args.command == "renew":
+        account = validate_account(args.account) if args.account else None
+        return Request(args.id, Event.RENEW, account=account, reboot=args.reboot)
+    events = {"abort": Event.ABORT, "retry": Event.RETRY, "resolve": Event.RESOLVE_NOW}
     return Request(args.id, events[args.command])
 
 

@@ -15,7 +15,7 @@ COMMAND_FOR: Mapping[Event, str] = {
     Event.APPROVE: "mailfix approve {n} --account {account}",
     Event.REJECT: "mailfix reject {n} --account {account}",
     Event.PICK: "mailfix reject {n} --account {account} --pick ACCOUNT",
-    Event.RENEW: "mailfix renew {n}",
+    Event.RENEW: "mailfix renew {n} {renewed}",
     Event.CONTAIN: "mailfix contain {n} ACCOUNT",
     Event.RESOLVE_NOW: "mailfix resolve {n}",
     Event.APPROVE_REBOOT: "mailfix approve {n} --reboot",
@@ -27,7 +27,10 @@ COMMAND_FOR: Mapping[Event, str] = {
 def next_steps(incident: Incident) -> list[str]:
     """Return the commands people may run now, read from the state table."""
     account = incident.suspect_address or "ADDRESS"
-    return [COMMAND_FOR[e].format(n=incident.id, account=account) for e in person_events(incident.state)]
+    renewed = "--reboot" if incident.state == "awaiting_reboot_approval" else f"--account {account}"
+    return [
+        COMMAND_FOR[e].format(n=incident.id, account=account, renewed=renewed) for e in person_events(incident.state)
+    ]
 
 
 def one_line(incident: Incident) -> str:
