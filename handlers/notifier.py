@@ -101,7 +101,8 @@ class SlackNotifier:
         except SlackClientError as exc:
             raise SlackDeliveryFailed(f"DM {account.address}", type(exc).__name__) from None
         note = f"DM sent to <@{user}>; the password leaves Slack when they confirm"
-        return Delivery(via="dm", confirmed=False, note=note, ref=MessageRef(response["channel"], response["ts"]))
+        ref = MessageRef(response["channel"], response["ts"])
+        return Delivery(via="dm", confirmed=False, note=note, ref=ref, to=user)
 
     def _deliver_to_operator(self, incident: Incident, account: Account, password: Password) -> Delivery:
         # Ephemeral: only the opener sees it, and Slack keeps it in nobody's history. The encrypted
@@ -119,7 +120,7 @@ class SlackNotifier:
             ) from None
         except SlackClientError as exc:
             raise SlackDeliveryFailed(f"tell <@{incident.opened_by}> the password", type(exc).__name__) from None
-        return Delivery(via="operator", confirmed=False, note=NOT_IN_SLACK)
+        return Delivery(via="operator", confirmed=False, note=NOT_IN_SLACK, to=incident.opened_by)
 
     def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
         """Rewrite the DM at `ref` without the password (an ephemeral note has no ref: nothing to do)."""

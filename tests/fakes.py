@@ -6,6 +6,7 @@ MAILFIX_MAILSERVER=tests.fakes:file_server) can be killed mid-step and restarted
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -53,6 +54,7 @@ class FakeMailServer:
     inbox: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
     archives: dict[str, list] = field(default_factory=dict)  # archive path -> [login, messages]
+    password_digests: list[str] = field(default_factory=list)  # every password set, hashed: was it the same?
     protected: frozenset[str] = frozenset({"root", "postmaster", "abuse", "mailer-daemon", "mailfix"})
     postfix_running: bool = True
     boots: int = 1  # how many times the server has booted
@@ -146,6 +148,7 @@ class FakeMailServer:
     def change_password(self, account: Account, password: Password) -> None:
         self._call("change_password", account.login)
         self.passwords[account.login] = password.reveal()
+        self.password_digests.append(hashlib.sha256(password.reveal().encode()).hexdigest()[:16])
         self._done("change_password", None)
 
     def block_login(self, account: Account) -> None:
@@ -247,6 +250,7 @@ class FakeMailServer:
             "blocked": sorted(self.blocked),
             "inbox": self.inbox,
             "archives": self.archives,
+            "password_digests": self.password_digests,
             "calls": self.calls,
             "postfix_running": self.postfix_running,
             "boots": self.boots,
@@ -261,6 +265,7 @@ class FakeMailServer:
         data = json.loads(self.state_file.read_text())
         self.messages = [Message(**m) for m in data["messages"]]
         self.passwords, self.inbox, self.archives = data["passwords"], data["inbox"], data["archives"]
+        self.password_digests = data["password_digests"]
         self.blocked = set(data["blocked"])
         self.calls = [tuple(c) for c in data["calls"]]  # type: ignore[misc]
         self.postfix_running = data["postfix_running"]
@@ -302,7 +307,7 @@ class RecordingNotifier:
 
     def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
         self.passwords.append((account.address, password.reveal()))
-        return Delivery(via="dm", confirmed=self.confirm, ref=MessageRef("D0USER", "1.0"))
+        return Delivery(via="dm", confirmed=self.confirm, ref=MessageRef("D0USER", "1.0"), to="UVICTIM01")
 
     def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
         self.withdrawn.append(incident.id)

@@ -67,8 +67,7 @@ def test_a_killed_step_is_verified_or_safely_repeated_after_restart(tmp_path, st
     elif step == "change_password":
         # Re-set once more after the restart, with the same stored password: the user's matches the server's.
         assert server.calls_to("change_password") == ["victim", "victim"]
-        out = finish(spawn(env, "alt", "password", "1"))
-        assert f": {server.passwords['victim']}\n" in out
+        assert len(server.password_digests) == 2 and len(set(server.password_digests)) == 1
     else:
         assert len(server.calls_to("hold")) == 2  # hold_from killed after applying, verified; hold_login ran
         assert timeline.count("step hold_from: done") == 1

@@ -25,6 +25,7 @@ class Delivery:
     confirmed: bool
     note: str = ""
     ref: MessageRef | None = None  # the message holding the password, to withdraw it later
+    to: str | None = None  # who received it (the only person who may confirm a DM)
 
 
 class Notifier(Protocol):

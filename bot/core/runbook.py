@@ -156,6 +156,11 @@ class Runbook:
         incident = self.get(incident_id)
         if account is not None and account != incident.password_for:
             return False
+        delivered = _delivery(incident)
+        people = self.config.operators | self.config.directors
+        may = actor == delivered.get("to") if delivered.get("via") == "dm" else actor in people
+        if not may:
+            raise NotAuthorized(actor, "confirm the password", "only the person who received it may confirm it")
         return self.withdraw_password(incident, actor, "password_confirmed")
 
     def withdraw_password(self, incident: Incident, actor: str, action: str) -> bool:
@@ -249,6 +254,8 @@ class Runbook:
                 PAST_TENSE.get(event, f"{event} done"), last.actor if last else None, last.at if last else None
             ) from None
         self.tell(incident)
+        if target in TERMINAL:  # a password never outlives its incident, delivered or not
+            self.withdraw_password(incident, actor, "password_erased_incident_closed")
         return self.run_steps(incident.id) if run else incident
 
     def run_steps(self, incident_id: int) -> Incident:
@@ -373,6 +380,14 @@ def archive_of(incident: Incident) -> tuple[str, Account] | None:
                 return None  # archived before mailfix recorded whose it was: restore it by hand
             return str(summary["archived_to"]), Account(summary["address"], summary["login"])
     return None
+
+
+def _delivery(incident: Incident) -> dict[str, Any]:
+    """Return how the incident's new password was delivered (the notify step's summary), if it was."""
+    for run in reversed(incident.steps):
+        if run.step == StepName.NOTIFY_USER and run.status == StepStatus.DONE:
+            return dict(run.summary)
+    return {}
 
 
 def _password_message(incident: Incident) -> MessageRef | None:

@@ -216,7 +216,7 @@ def _notify(ctx: StepContext) -> StepOutcome:
     )
     if delivery.confirmed:
         ctx.save(password_ciphertext=None)
-    summary = {"via": delivery.via, "confirmed": delivery.confirmed, "note": delivery.note}
+    summary = {"via": delivery.via, "confirmed": delivery.confirmed, "note": delivery.note, "to": delivery.to}
     if delivery.ref is not None:
         summary |= {"message_channel": delivery.ref.channel, "message_ts": delivery.ref.ts}
     return StepOutcome(summary, f"Told {ctx.account.address} ({delivery.via}). {delivery.note}".strip())

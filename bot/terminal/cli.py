@@ -235,7 +235,7 @@ def _reveal_password(runbook: Runbook, incident_id: int, actor: str, out: TextIO
         "It is now erased from mailfix: tell the user, and not to open attachments from unknown senders.",
         file=out,
     )
-    runbook.confirm_password(incident_id, actor=actor)
+    runbook.withdraw_password(incident, actor, "password_revealed")  # read once at the terminal: gone
     return 0
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from bot.core import requests
+from tests.clitools import write_config
 from tests.fakes import FakeMailServer
 from tests.slack.conftest import start_bot, stop_bot
 
@@ -154,3 +155,23 @@ def test_an_old_approve_click_after_a_pick_is_refused(bot):
     text = refused(bot, "approve_cleanup", DIRECTOR2, value=old_approve)
     assert "the cleanup of victim@example.org" in text and "now asks about the cleanup of bob@example.org" in text
     assert bot.mail().calls_to("change_password") == []
+
+
+def test_only_the_user_the_dm_went_to_can_confirm_the_password(tmp_path, slack):
+    config_dir = tmp_path / "long"
+    config_dir.mkdir()
+    config = write_config(config_dir, monitor_minutes=60)  # the incident stays open while we click
+    running = start_bot(tmp_path, slack, MAILFIX_CONFIG=str(config))
+    try:
+        running.start_incident()
+        running.click_button("approve_cleanup", DIRECTOR2)
+        running.wait_incident(lambda i: any(r.step == "notify_user" and r.status == "done" for r in i.steps), "told")
+        value = requests.encode(1, account="victim@example.org")
+        for clicker in (STRANGER, OPERATOR):
+            _, trigger = running.sender.click("confirm_password", clicker, value=value, channel="DVICTIM01")
+            assert "only the person who received it" in running.slack.wait_response(trigger)["text"]
+        assert running.incident().password_ciphertext is not None
+        running.sender.click("confirm_password", "UVICTIM01", value=value, channel="DVICTIM01")
+        running.wait_incident(lambda i: i.password_ciphertext is None, "erased the password once the user confirmed")
+    finally:
+        stop_bot(running)
