@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.config import Config, Secrets
 from bot.core.runbook import Runbook
 from bot.core.scheduler import Periodic, start_scheduler
+from bot.core.vault import Vault
 from bot.core.watch import start_watch
 from bot.errors import ConfigError
 from bot.wiring import build_runbook
@@ -37,8 +38,8 @@ def add_verbs(sub: argparse._SubParsersAction) -> None:
 
 
 def check_secrets(secrets: Secrets, *, http: bool) -> None:
-    """Raise ConfigError naming every missing Slack secret."""
-    problems = []
+    """Raise ConfigError naming every missing Slack secret, and a missing or malformed MAILFIX_SECRET_KEY."""
+    problems = [problem] if (problem := Vault(secrets.secret_key).problem) else []
     if not secrets.slack_bot_token:
         problems.append("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…)")
     if http and not secrets.slack_signing_secret:

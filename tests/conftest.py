@@ -19,7 +19,7 @@ from tests.fakes import FakeMailServer, RecordingNotifier
 from tests.integration.lab import Lab
 
 DIRECTOR, DIRECTOR2, OPERATOR, STRANGER = "UDIRECTOR1", "UDIRECTOR2", "UOPERATOR1", "USTRANGER1"
-SECRET_KEY = "test-secret-key-0123456789abcdef"
+SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LTAxMjM0NTY3ODlhYmNkZWY="  # a Fernet key: 32 bytes, base64
 
 
 class Clock:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 import string
 
@@ -12,7 +10,6 @@ from cryptography.fernet import Fernet, InvalidToken
 from bot.core.mailserver import Password
 from bot.errors import SecretUnavailable
 
-MIN_KEY_LENGTH = 16
 PASSWORD_LENGTH = 24
 # No look-alikes (0/O, 1/l/I), no whitespace or ':' (chpasswd's separator), nothing a shell quotes.
 ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI") + "-_.+=%"
@@ -28,14 +25,22 @@ def generate_password(length: int = PASSWORD_LENGTH) -> Password:
             return Password(value)
 
 
+MAKE_KEY = "python3 -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+
+
 class Vault:
-    """Fernet with a key derived from MAILFIX_SECRET_KEY (any long random string)."""
+    """Fernet with the key in MAILFIX_SECRET_KEY: a real key, not a passphrase a guess could find offline."""
 
     def __init__(self, secret_key: str) -> None:
         self._fernet: Fernet | None = None
-        if len(secret_key) >= MIN_KEY_LENGTH:
-            digest = hashlib.sha256(secret_key.encode()).digest()
-            self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self.problem: str | None = None  # why no password can be kept, in one line
+        if not secret_key:
+            self.problem = f"MAILFIX_SECRET_KEY is not set: make one with {MAKE_KEY}"
+            return
+        try:
+            self._fernet = Fernet(secret_key.encode())
+        except ValueError:  # never quote the value: it is a secret, even when malformed
+            self.problem = f"MAILFIX_SECRET_KEY is not a Fernet key (32 random bytes, base64): make one with {MAKE_KEY}"
 
     @property
     def ready(self) -> bool:
@@ -52,10 +57,7 @@ class Vault:
 
     def _require(self) -> Fernet:
         if self._fernet is None:
-            raise SecretUnavailable(
-                f"MAILFIX_SECRET_KEY must be set (at least {MIN_KEY_LENGTH} characters) "
-                "to change a password: try `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-            )
+            raise SecretUnavailable(self.problem or "MAILFIX_SECRET_KEY is missing")
         return self._fernet
 
     def __repr__(self) -> str:

@@ -121,8 +121,8 @@ def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
     if command == "check-config":
         config = load_config(secrets.config_path)
         print(f"{secrets.config_path}: ok ({len(config.servers)} servers)", file=out)
-        if not Vault(secrets.secret_key).ready:
-            print("warning: MAILFIX_SECRET_KEY is not set: passwords cannot be changed", file=out)
+        if problem := Vault(secrets.secret_key).problem:
+            print(f"warning: {problem}", file=out)
         return 0
     if command == "db":
         upgrade(secrets.database_url)
@@ -168,6 +168,8 @@ def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -
             print(report_markdown(incident, audit), file=out)
         return 0
     if command == "run":
+        if runbook.vault.problem:  # a 3 a.m. cleanup must not be the first to find out
+            raise ConfigError([runbook.vault.problem])
         return _run(runbook, once=args.once)
     actor = cli_actor(config)
     if command == "start":

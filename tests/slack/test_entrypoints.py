@@ -24,6 +24,24 @@ def test_serve_refuses_to_start_without_the_slack_secrets(env, capsys):
     assert "SLACK_BOT_TOKEN is not set" in err and "SLACK_SIGNING_SECRET is not set" in err
 
 
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [("", "MAILFIX_SECRET_KEY is not set"), ("a-long-but-guessable-passphrase", "is not a Fernet key")],
+)
+@pytest.mark.parametrize("verb", [["serve", "--port", "0"], ["socket"], ["run", "--once"]])
+def test_the_bot_refuses_to_start_without_a_real_secret_key(env, monkeypatch, capsys, verb, key, said):
+    """Found at start-up, in one line that says how to make one: not at 3 a.m. when a director approves."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "test-signing-secret")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-test")
+    monkeypatch.setenv("MAILFIX_SECRET_KEY", key)
+    monkeypatch.setenv("SUDO_USER", "alt")
+    assert cli.main(verb) == 1
+    err = capsys.readouterr().err.strip()
+    assert said in err and "Fernet.generate_key()" in err and len(err.splitlines()) == 1
+    assert key == "" or key not in err  # the secret is never echoed
+
+
 def test_socket_mode_says_it_needs_an_app_token(env, monkeypatch, capsys):
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
     assert cli.main(["socket"]) == 1
