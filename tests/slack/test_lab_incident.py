@@ -33,8 +33,11 @@ def test_a_full_incident_from_slack_against_the_lab(clean_lab, slack, tmp_path):
         incident = bot.wait_contained()
         assert incident.suspect_address == "victim@lab.test"
         message = bot.slack.wait_for(
-            lambda f: "victim@lab.test" in bot.incident_message()["text"] and bot.incident_message(),
-            what="the diagnosis posted",
+            lambda f: (
+                "awaiting approval: suspect victim@lab.test" in bot.incident_message()["text"]
+                and bot.incident_message()
+            ),
+            what="the contained incident posted, awaiting approval",
         )
         assert f"{report.from_login} queued from it" in json.dumps(message["blocks"])
         assert buttons(message)[0]["text"]["text"] == "Approve cleanup of victim@lab.test"

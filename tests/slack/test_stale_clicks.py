@@ -128,6 +128,7 @@ def test_a_value_mailfix_never_wrote_is_refused_and_changes_nothing(bot):
 
 def test_the_select_offers_neither_protected_nor_foreign_accounts(bot):
     bot.start_incident()
+    bot.option_value("pick_account", "bob")  # waits until the message shows the select
     message = bot.incident_message()
     options = [o["text"]["text"].split(" ")[0] for b in message["blocks"] for e in b.get("elements", [])
                for o in e.get("options", [])]  # fmt: skip
