@@ -14,14 +14,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from bot.core.mailserver import validate_account
-from bot.errors import ConfigError, InvalidAccount, UnknownServer
+from bot.errors import ConfigError, UnknownServer
 
 SLACK_ID_RE = re.compile(r"[UW][A-Z0-9]{2,20}")
 CHANNEL_ID_RE = re.compile(r"[CG][A-Z0-9]{2,20}")
 SERVER_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 PASSWORD_BACKENDS = ("chpasswd", "doveadm-passwd-file", "command")
 DEFAULT_PROTECTED = ("root", "postmaster", "abuse", "mailer-daemon")
+ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9._+-]{1,64}(?:@[A-Za-z0-9.-]{1,253})?")
 
 
 @dataclass(frozen=True)
@@ -223,10 +223,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
 
 
 def _is_account(value: object) -> bool:
-    try:
-        return isinstance(value, str) and bool(validate_account(value))
-    except InvalidAccount:
-        return False
+    # Compared lower-cased with account names, never sent to a server: a plain name check is enough here.
+    return isinstance(value, str) and ACCOUNT_NAME_RE.fullmatch(value) is not None
 
 
 def _relative_to(base: Path, file: str) -> Path:

@@ -27,7 +27,7 @@ from bot.core import monitoring, requests
 from bot.core.binding import flood_account
 from bot.core.effects import current_approval
 from bot.core.mailserver import NOT_ACCOUNTS, Suspect, validate_account
-from bot.core.runbook import archive_of
+from bot.core.steps import archive_of
 from bot.core.table import APPROVAL_FOR, TERMINAL, Event, State, person_events
 from bot.errors import InvalidAccount
 from handlers.blocks import (

@@ -80,3 +80,24 @@ def test_public_ip_and_dns_servers_must_be_addresses(tmp_path):
         f"{path}: dns_servers: expected IP addresses ('host' or 'host:port'), got 'resolver.local'",
         f"{path}: servers[0] (mail1).public_ip: must be an IPv4 address, got '203.0.113.300'",
     ]
+
+
+def test_protected_accounts_readers_and_the_archive_switch_are_checked(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(
+        path.read_text()
+        .replace('operators = ["UOPERATOR1"]', 'operators = ["UOPERATOR1"]\nreaders = ["not an id"]')
+        .replace(
+            'mail_domain = "example.org"',
+            'mail_domain = "example.org"\narchive_before_purge = "no"\nprotected_accounts = ["root", "ro ot"]',
+        )
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = "\n".join(err.value.problems)
+    assert "readers[0]: malformed Slack user ID" in text
+    assert "archive_before_purge: must be true or false, got 'no'" in text
+    assert "protected_accounts: expected a list of account names" in text
+    config = load_config(write_config(tmp_path))
+    server = config.server(None)
+    assert server.archive_before_purge is True and "postmaster" in server.protected_accounts and not config.readers

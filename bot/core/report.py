@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.core.runbook import archive_of
+from bot.core.steps import archive_of
 from bot.core.table import ESCALATIONS
 from storage.models import AuditEvent, Incident
 

@@ -23,12 +23,11 @@ from bot.config import Config
 from bot.core import steps
 from bot.core.binding import PAST_TENSE, check_binding, offered_account
 from bot.core.effects import authorize, effects
-from bot.core.mailserver import Account, MailServer
-from bot.core.notifier import MessageRef, Notifier
+from bot.core.mailserver import MailServer
+from bot.core.notifier import Notifier
 from bot.core.pool import ServerPool
 from bot.core.requests import Request
 from bot.core.stepping import StepRunner
-from bot.core.steps import StepName, StepStatus
 from bot.core.table import (
     STAGES,
     TERMINAL,
@@ -156,7 +155,7 @@ class Runbook:
         incident = self.get(incident_id)
         if account is not None and account != incident.password_for:
             return False
-        delivered = _delivery(incident)
+        delivered = steps.delivery_of(incident)
         people = self.config.operators | self.config.directors
         may = actor == delivered.get("to") if delivered.get("via") == "dm" else actor in people
         if not may:
@@ -168,7 +167,7 @@ class Runbook:
             return False
         self.repo.audit(incident_id=incident.id, actor=actor, action=action, now=self.now())
         try:
-            self.notifier.withdraw_password(incident, _password_message(incident))
+            self.notifier.withdraw_password(incident, steps.password_message(incident))
         except Exception:
             log.exception("could not withdraw the password message of incident #%s", incident.id)
         return True
@@ -177,7 +176,7 @@ class Runbook:
         """A director puts back, once, the INBOX that the closed incident's cleanup archived; return how many."""
         incident = self.get(incident_id)
         authorize(self.config, actor, Guard.DIRECTOR, None, Event.APPROVE)
-        archived = archive_of(incident)
+        archived = steps.archive_of(incident)
         if State(incident.state) not in TERMINAL or archived is None:
             raise InvalidTransition("restore the inbox", "a closed incident whose cleanup archived an INBOX")
         path, account = archived
@@ -369,32 +368,6 @@ class Runbook:
 
     def close(self) -> None:
         self.servers.close()
-
-
-def archive_of(incident: Incident) -> tuple[str, Account] | None:
-    """Return where the incident's last cleanup archived the INBOX it emptied, and whose INBOX that was."""
-    for run in reversed(incident.steps):
-        summary = run.summary
-        if run.step == StepName.PURGE_INBOX and run.status == StepStatus.DONE and summary.get("archived_to"):
-            if not summary.get("address") or not summary.get("login"):
-                return None  # archived before mailfix recorded whose it was: restore it by hand
-            return str(summary["archived_to"]), Account(summary["address"], summary["login"])
-    return None
-
-
-def _delivery(incident: Incident) -> dict[str, Any]:
-    """Return how the incident's new password was delivered (the notify step's summary), if it was."""
-    for run in reversed(incident.steps):
-        if run.step == StepName.NOTIFY_USER and run.status == StepStatus.DONE:
-            return dict(run.summary)
-    return {}
-
-
-def _password_message(incident: Incident) -> MessageRef | None:
-    for run in reversed(incident.steps):
-        if run.step == StepName.NOTIFY_USER and run.summary.get("message_ts"):
-            return MessageRef(run.summary["message_channel"], run.summary["message_ts"])
-    return None
 
 
 def _public(data: Mapping[str, Any]) -> dict[str, Any]:

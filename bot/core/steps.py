@@ -17,7 +17,7 @@ from typing import Any
 from bot.config import Config, ServerConfig
 from bot.core import diagnosis as diagnosis_codec
 from bot.core.mailserver import Account, Diagnosis, MailServer, Selection, validate_account
-from bot.core.notifier import Notifier
+from bot.core.notifier import MessageRef, Notifier
 from bot.core.vault import Vault, generate_password
 from storage.models import Incident
 
@@ -264,3 +264,32 @@ NOTIFY_USER = Step(StepName.NOTIFY_USER, _notify)
 RESTART_POSTFIX = Step(StepName.RESTART_POSTFIX, _restart)
 FLUSH_QUEUE = Step(StepName.FLUSH_QUEUE, _flush)
 REBOOT = Step(StepName.REBOOT, _reboot, _rebooted)
+
+
+# -- what the steps recorded ---------------------------------------------------------------
+
+
+def archive_of(incident: Incident) -> tuple[str, Account] | None:
+    """Return where the incident's last cleanup archived the INBOX it emptied, and whose INBOX that was."""
+    for run in reversed(incident.steps):
+        summary = run.summary
+        if run.step == StepName.PURGE_INBOX and run.status == StepStatus.DONE and summary.get("archived_to"):
+            if not summary.get("address") or not summary.get("login"):
+                return None  # archived before mailfix recorded whose it was: restore it by hand
+            return str(summary["archived_to"]), Account(summary["address"], summary["login"])
+    return None
+
+
+def delivery_of(incident: Incident) -> dict[str, Any]:
+    """Return how the incident's new password was delivered (the notify step's summary), if it was."""
+    for run in reversed(incident.steps):
+        if run.step == StepName.NOTIFY_USER and run.status == StepStatus.DONE:
+            return dict(run.summary)
+    return {}
+
+
+def password_message(incident: Incident) -> MessageRef | None:
+    for run in reversed(incident.steps):
+        if run.step == StepName.NOTIFY_USER and run.summary.get("message_ts"):
+            return MessageRef(run.summary["message_channel"], run.summary["message_ts"])
+    return None
