@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_sdk.models.blocks import ActionsBlock, Block, HeaderBlock
 
 from bot.core.watch import UNREACHABLE, alert_text
-from handlers.blocks import Message, button, clip, escape, section, to_message
+from handlers.blocks import Message, button, clip, confirm, escape, section, to_message
 from handlers.ids import ActionId, BlockId
 from storage.models import FloodAlert
 
@@ -43,7 +43,19 @@ def alert_message(alert: FloodAlert) -> Message:
         section(f"{emoji} " + "\n".join(lines), BlockId.ALERT_FACTS),
     ]
     if alert.kind != UNREACHABLE and not closed and not d.get("incident_id"):
-        start = button(f"Start incident on {alert.server}", ActionId.START_INCIDENT, alert.server, style="primary")
+        question = confirm(
+            f"Start an incident on {alert.server}?",
+            "mailfix diagnoses the queue, then holds the suspect's queued mail, blocks its login and closes its"
+            " sessions at once (all reversible). Its cleanup waits for a director.",
+            "Start",
+        )
+        start = button(
+            f"Start incident on {alert.server}",
+            ActionId.START_INCIDENT,
+            alert.server,
+            style="primary",
+            confirm=question,
+        )
         blocks.append(ActionsBlock(elements=[start], block_id=BlockId.ALERT_ACTIONS))
     # The account can come from a forged sender: escaped, like everything else that came from the queue.
     return to_message(escape(alert_text(alert)), blocks)

@@ -253,6 +253,11 @@ class Runbook:
                 PAST_TENSE.get(event, f"{event} done"), last.actor if last else None, last.at if last else None
             ) from None
         self.tell(incident)
+        if ask is not None:  # the directors hear of it now, where Slack notifies them, not at the reminder
+            when = f"{ask.expires_at:%H:%M} UTC"
+            self.log_step(
+                incident, f":raised_hand: {self.directors_mention()} please decide on {ask.subject} (until {when})"
+            )
         if target in TERMINAL:  # a password never outlives its incident, delivered or not
             self.withdraw_password(incident, actor, "password_erased_incident_closed")
         return self.run_steps(incident.id) if run else incident

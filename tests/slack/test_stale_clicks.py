@@ -176,3 +176,14 @@ def test_only_the_user_the_dm_went_to_can_confirm_the_password(tmp_path, slack):
         running.wait_incident(lambda i: i.password_ciphertext is None, "erased the password once the user confirmed")
     finally:
         stop_bot(running)
+
+
+def test_the_directors_are_mentioned_in_the_thread_when_an_approval_is_requested(bot):
+    bot.start_incident()
+    asked = bot.slack.wait_for(
+        lambda f: [c for c in f.calls_to("chat.postMessage") if "please decide on" in c.params.get("text", "")],
+        what="the approval request in the thread",
+    )
+    text = asked[0].params["text"]
+    assert asked[0].params.get("thread_ts") and "<@UDIRECTOR1>" in text and "<@UDIRECTOR2>" in text
+    assert "the cleanup of victim@example.org" in text

@@ -64,6 +64,8 @@ def test_an_open_flood_alert_shows_the_figures_and_a_start_button():
         "mail1",
         "Start incident on mail1",
     )
+    # It holds mail and blocks a login: it asks first, like Approve and Abort.
+    assert "blocks its login" in start["confirm"]["text"]["text"] and start["confirm"]["confirm"]["text"] == "Start"
 
 
 def test_an_ended_alert_or_one_with_an_incident_has_no_button():
