@@ -294,7 +294,7 @@ class Lab:
         if not self._postfix_running():
             self._note("reset: postfix was not running, starting it")
             daemon(self.dir / "postfix-start.log", "postfix", "start")
-        sh("postsuper", "-d", "ALL")
+        self._empty_queue()
         sh("chpasswd", input="".join(f"{u}:{p}\n" for u, p in self.passwords.items()))
         Path(SASL_ACCESS).write_text("")
         sh("postmap", SASL_ACCESS)
@@ -304,6 +304,25 @@ class Lab:
             self._make_maildir(user)
         sh("doveadm", "auth", "cache", "flush")
         self.postfix_log.write_text("")  # postlogd appends (O_APPEND), so truncating is safe
+
+    def _empty_queue(self, settle: float = 0.5, timeout: float = 15) -> None:
+        """Delete every queued message, again until nothing more arrives for `settle` seconds.
+
+        A previous test's mail can still be in flight (smtpd, cleanup) when it ends: deleted once,
+        it would land in the next test's queue and its counts.
+        """
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            sh("postsuper", "-d", "ALL")
+            if sh("postqueue", "-j").stdout.strip():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= settle:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the lab's queue did not stay empty within {timeout:.0f}s")
 
     def _note(self, message: str) -> None:
         with (self.dir / "lab.log").open("a") as log:
