@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import ColumnElement, Engine, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -107,13 +107,19 @@ class Repository:
         details: Mapping[str, Any] | None = None,
         decide: tuple[int, str] | None = None,
         request: NewApproval | None = None,
+        failed_step: tuple[int, Mapping[str, Any]] | None = None,
     ) -> Incident:
         """Apply `changes` if the incident is still at `expected_version`, with its audit event, in one transaction.
 
-        `decide` = (approval id, decision) records a director's decision; `request` opens a new approval.
+        `decide` = (approval id, decision) records a director's decision; `request` opens a new approval;
+        `failed_step` = (step run id, summary) ends that attempt as failed in the same transaction (even
+        when stale), so no worker ever sees the attempt ended while the incident still runs steps.
         Raises StaleVersion when someone else changed the incident first.
         """
         with self._sessions.begin() as session:
+            if failed_step is not None:
+                run = session.get_one(StepRun, failed_step[0])
+                run.status, run.summary, run.finished_at = "failed", dict(failed_step[1]), now
             result = session.execute(
                 update(Incident)
                 .where(Incident.id == incident_id, Incident.version == expected_version)
@@ -168,12 +174,13 @@ class Repository:
         actor: str,
         now: datetime,
         owner: str | None = None,
-        lease_until: datetime | None = None,
+        lease: timedelta | None = None,
     ) -> StepRun:
-        """Record that a step attempt has started, or raise DuplicateStep if another worker did."""
+        """Record that a step attempt has started (held by `owner` for `lease` on the database's clock), or
+        raise DuplicateStep if another worker did."""
         run = StepRun(
             owner=owner,
-            lease_until=lease_until,
+            lease_until=self._db_now(lease) if lease is not None else None,
             incident_id=incident_id,
             phase=phase,
             step=step,
@@ -186,14 +193,43 @@ class Repository:
         try:
             with self._sessions.begin() as session:
                 session.add(run)
+                session.flush()
+                session.refresh(run)  # the lease the database computed
         except IntegrityError:
             raise DuplicateStep(step) from None
         return run
 
-    def renew_lease(self, *, step_id: int, until: datetime) -> None:
-        """Extend the lease of a running step."""
+    def renew_lease(self, *, step_id: int, owner: str, lease: timedelta) -> bool:
+        """Extend the lease of a running step that `owner` still holds; False if it holds it no more."""
         with self._sessions.begin() as session:
-            session.execute(update(StepRun).where(StepRun.id == step_id).values(lease_until=until))
+            result = session.execute(
+                update(StepRun)
+                .where(StepRun.id == step_id, StepRun.owner == owner, StepRun.status == "started")
+                .values(lease_until=self._db_now(lease))
+            )
+            return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def claim_step(self, *, step_id: int, owner: str, lease: timedelta) -> bool:
+        """Take over a started step whose lease ran out (its worker died); False while the lease lasts.
+
+        Expiry is decided by the database's clock, one clock for every host, in the UPDATE itself: two
+        workers can never both take the same step over.
+        """
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(StepRun)
+                .where(StepRun.id == step_id, StepRun.status == "started")
+                .where(or_(StepRun.lease_until.is_(None), StepRun.lease_until <= self._db_now()))
+                .values(owner=owner, lease_until=self._db_now(lease))
+            )
+            return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def _db_now(self, plus: timedelta = timedelta()) -> ColumnElement[datetime]:
+        """The database's current time plus `plus`, as SQL: leases never depend on a host's clock."""
+        if self.engine.dialect.name == "sqlite":
+            # Written in the text form SQLAlchemy stores datetimes in on SQLite, so they compare as text.
+            return func.strftime("%Y-%m-%d %H:%M:%f000", "now", f"{plus.total_seconds():+.3f} seconds")
+        return func.now() + plus
 
     def finish_step(self, *, step_id: int, status: str, summary: Mapping[str, Any], now: datetime) -> None:
         """Record a step attempt's outcome."""

@@ -26,11 +26,22 @@ class ServerPool:
         return servers if isinstance(servers, ServerPool) else cls(servers)
 
     def get(self, name: str) -> MailServer:
-        """Return the (cached) connection to `name`, connecting now if there is none."""
+        """Return the (cached) connection to `name`, connecting now if there is none.
+
+        A failed connect raises the server's error (HostUnreachable, AuthFailed, HostKeyMismatch) and caches
+        nothing, so the next `get` (a retry) tries again.
+        """
         with self._guard:
-            if name not in self._servers:
-                self._servers[name] = self._connect(name)
-            return self._servers[name]
+            server = self._servers.get(name)
+        if server is not None:
+            return server
+        # Outside the guard: a server that takes its connect timeout to fail must not stall the others.
+        server = self._connect(name)
+        with self._guard:
+            cached = self._servers.setdefault(name, server)
+        if cached is not server:  # another thread connected first: keep one connection
+            self._close(name, server)
+        return cached
 
     def lock(self, name: str) -> threading.Lock:
         """Return the lock that one worker holds while it runs commands on `name`."""
@@ -42,10 +53,14 @@ class ServerPool:
         with self._guard:
             server = self._servers.pop(name, None)
         if server is not None:
-            try:
-                server.close()
-            except Exception:
-                log.debug("closing %s failed", name, exc_info=True)
+            self._close(name, server)
+
+    @staticmethod
+    def _close(name: str, server: MailServer) -> None:
+        try:
+            server.close()
+        except Exception:
+            log.debug("closing %s failed", name, exc_info=True)
 
     def close(self) -> None:
         with self._guard:

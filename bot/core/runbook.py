@@ -15,7 +15,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ from bot.core.table import (
 from bot.core.vault import Vault
 from bot.errors import (
     AlreadyDone,
+    ExecutorError,
     IncidentNotFound,
     InvalidTransition,
     MailfixError,
@@ -208,7 +209,7 @@ class Runbook:
         self, incident_id: int, event: Event, *, actor: str, run: bool = True, asked: Request | None = None, **data: Any
     ) -> Incident:
         """Apply `event` (checking the table, the guard, what a person `asked` and the version), then run the
-        new state's steps."""
+        new state's steps. `failed_step=(run id, summary)` ends that step attempt in the same transaction."""
         # Marked as worked on before the transition commits, so the scheduler never runs the new state's
         # steps beside this thread.
         with self.working(incident_id):
@@ -218,6 +219,7 @@ class Runbook:
         self, incident_id: int, event: Event, *, actor: str, run: bool, asked: Request | None, **data: Any
     ) -> Incident:
         incident = self.get(incident_id)
+        failed_step = data.pop("failed_step", None)
         if asked is not None:
             # Checked on this very snapshot: the transition below commits only at its version, so nobody's
             # "not this account" can slip in between the check and the change.
@@ -244,6 +246,7 @@ class Runbook:
                 details={"from": incident.state, "to": target, **_public(data)},
                 decide=decide,
                 request=ask,
+                failed_step=failed_step,
             )
         except StaleVersion as stale:
             # Prefer "approved by the director who won" over whoever changed the incident last.
@@ -286,18 +289,25 @@ class Runbook:
     def steps_pending(self, incident: Incident) -> bool:
         return self._steps.steps_pending(incident)
 
-    def _step_failed(self, incident: Incident, step: steps.Step, exc: MailfixError) -> None:
+    def _step_failed(self, incident: Incident, step: steps.Step, run_id: int, exc: MailfixError) -> None:
+        """End the attempt as failed and the incident in FAILED in one transaction, then tell people."""
         reason = f"{step.name}: {exc}"
         if step is steps.REBOOT:
             reason = (
                 f"needs a human: {incident.server} did not come back after the reboot ({exc}); "
                 "tried: Postfix restart, reboot"
             )
+        if isinstance(exc, ExecutorError):  # the connection may be half dead: the retry opens a new one
+            self.servers.forget(incident.server)
+        failed = (run_id, {"error": str(exc)})
+        try:
+            self.fire(incident.id, Event.STEP_FAILED, actor=SYSTEM, run=False, reason=reason, failed_step=failed)
+        except (AlreadyDone, InvalidTransition):  # aborted while the step ran: the attempt still ends failed
+            self.repo.finish_step(step_id=run_id, status=steps.StepStatus.FAILED, summary=failed[1], now=self.now())
+        if step is steps.REBOOT:
             self.log_step(incident, f":sos: {self.directors_mention()} {reason}")
         else:
             self.log_step(incident, f":x: {step.name} failed: {exc}")
-        with suppress(AlreadyDone, InvalidTransition):
-            self.fire(incident.id, Event.STEP_FAILED, actor=SYSTEM, run=False, reason=reason)
 
     def _already_done(self, incident: Incident, event: Event) -> AlreadyDone | None:
         if event not in PAST_TENSE:

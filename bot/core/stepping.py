@@ -1,6 +1,6 @@
 """Runs a state's entry steps: each recorded as started (with a lease) before it runs and as done or
-failed after; a step found started by a worker that died is re-checked against the server, never
-blindly run twice.
+failed after; a step found started by a worker that died, or failed (a connection cut half way), is
+re-checked against the server by its `verify` before it runs again, never blindly run twice.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from storage.repository import DuplicateStep, Repository
 
 log = logging.getLogger(__name__)
 # A running step's worker renews its lease every LEASE/3; another worker (process, replica) treats a
-# started step as crashed, and re-checks it, only once the lease has run out.
+# started step as crashed, and re-checks it, only once the lease has run out on the database's clock
+# (hosts' clocks may disagree; the database's is the one they share).
 LEASE = timedelta(seconds=15)
 
 
@@ -34,7 +35,7 @@ class StepRunner:
         now: Callable[[], datetime],
         get: Callable[[int], Incident],
         context: Callable[[Incident], steps.StepContext],
-        failed: Callable[[Incident, steps.Step, MailfixError], None],
+        failed: Callable[[Incident, steps.Step, int, MailfixError], None],
         log_step: Callable[[Incident, str], None],
     ) -> None:
         self.repo, self.owner, self.now = repository, owner, now
@@ -47,63 +48,61 @@ class StepRunner:
             incident = self._get(incident.id)
             if incident.state != state:
                 return False
-            ctx = self._context(incident)
             runs = [r for r in incident.steps if r.phase == incident.phase and r.step == step.name]
             if any(r.status in steps.FINISHED for r in runs):
                 continue
-            if not step.when(ctx):
-                self._record_skipped(incident, step)
-                continue
-            started = [r for r in runs if r.status == steps.StepStatus.STARTED]
-            if started and started[-1].lease_until is not None and started[-1].lease_until > self.now():
-                return False  # another worker is running it right now
-            if started and step.verify is not None and self._verified(ctx, step):
-                self.repo.finish_step(
-                    step_id=started[-1].id,
-                    status=steps.StepStatus.DONE,
-                    now=self.now(),
-                    summary={"verified": "already applied; not run again"},
-                )
-                continue
-            if self._attempt(ctx, step, attempt=len(runs) + 1) is None:
+            last = runs[-1] if runs else None
+            if last is not None and last.status == steps.StepStatus.STARTED:
+                # Started by a worker that may still run it: taken over only once its lease ran out.
+                if not self.repo.claim_step(step_id=last.id, owner=self.owner, lease=LEASE):
+                    return False
+                run_id = last.id
+            else:
+                try:
+                    run_id = self.repo.start_step(
+                        incident_id=incident.id,
+                        phase=incident.phase,
+                        step=step.name,
+                        attempt=len(runs) + 1,
+                        actor=steps.SYSTEM_ACTOR,
+                        now=self.now(),
+                        owner=self.owner,
+                        lease=LEASE,
+                    ).id
+                except DuplicateStep:
+                    return False
+            # An earlier attempt that died or failed may have been cut half way: re-check it first.
+            if not self._attempt(incident, step, run_id, recheck=last is not None):
                 return False
         return True
 
-    def _attempt(self, ctx: steps.StepContext, step: steps.Step, *, attempt: int) -> steps.StepOutcome | None:
-        incident = ctx.incident
-        try:
-            run = self.repo.start_step(
-                incident_id=incident.id,
-                phase=incident.phase,
-                step=step.name,
-                attempt=attempt,
-                actor=steps.SYSTEM_ACTOR,
-                now=self.now(),
-                owner=self.owner,
-                lease_until=self.now() + LEASE,
-            )
-        except DuplicateStep:
-            return None
+    def _attempt(self, incident: Incident, step: steps.Step, run_id: int, *, recheck: bool) -> bool:
         began = self.now()
         try:
-            with self._heartbeat(run.id):
+            with self._heartbeat(run_id):
+                # Connecting is part of the step: an unreachable server fails it like any command.
+                ctx = self._context(incident)
+                if not step.when(ctx):
+                    self.repo.finish_step(step_id=run_id, status=steps.StepStatus.SKIPPED, summary={}, now=self.now())
+                    return True
+                if recheck and step.verify is not None and step.verify(ctx):
+                    summary = {"verified": "already applied; not run again"}
+                    self.repo.finish_step(step_id=run_id, status=steps.StepStatus.DONE, now=self.now(), summary=summary)
+                    return True
                 outcome = step.run(ctx)
         except MailfixError as exc:
-            self.repo.finish_step(
-                step_id=run.id, status=steps.StepStatus.FAILED, summary={"error": str(exc)}, now=self.now()
-            )
-            self._failed(incident, step, exc)
-            return None
+            self._failed(incident, step, run_id, exc)  # ends the attempt and the state together
+            return False
         seconds = (self.now() - began).total_seconds()
         self.repo.finish_step(
-            step_id=run.id,
+            step_id=run_id,
             status=steps.StepStatus.DONE,
             now=self.now(),
             summary={**outcome.summary, "seconds": round(seconds, 3)},
         )
         if outcome.text:
             self._log_step(incident, f"{outcome.text} ({seconds:.1f}s)")
-        return outcome
+        return True
 
     @contextmanager
     def _heartbeat(self, step_id: int) -> Iterator[None]:
@@ -113,7 +112,8 @@ class StepRunner:
         def renew() -> None:
             while not stop.wait(LEASE.total_seconds() / 3):
                 try:
-                    self.repo.renew_lease(step_id=step_id, until=self.now() + LEASE)
+                    if not self.repo.renew_lease(step_id=step_id, owner=self.owner, lease=LEASE):
+                        log.warning("step run %s was taken over by another worker", step_id)
                 except Exception:  # a missed renewal only risks a needless re-check elsewhere
                     log.exception("could not renew the lease of step run %s", step_id)
 
@@ -124,28 +124,6 @@ class StepRunner:
         finally:
             stop.set()
             thread.join()
-
-    @staticmethod
-    def _verified(ctx: steps.StepContext, step: steps.Step) -> bool:
-        assert step.verify is not None
-        try:
-            return step.verify(ctx)
-        except MailfixError:
-            return False
-
-    def _record_skipped(self, incident: Incident, step: steps.Step) -> None:
-        try:
-            run = self.repo.start_step(
-                incident_id=incident.id,
-                phase=incident.phase,
-                step=step.name,
-                attempt=1,
-                actor=steps.SYSTEM_ACTOR,
-                now=self.now(),
-            )
-        except DuplicateStep:
-            return
-        self.repo.finish_step(step_id=run.id, status=steps.StepStatus.SKIPPED, summary={}, now=self.now())
 
     def steps_pending(self, incident: Incident) -> bool:
         """True while the incident's state has entry steps not yet done or skipped in this phase."""
