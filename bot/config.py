@@ -20,6 +20,7 @@ SLACK_ID_RE = re.compile(r"[UW][A-Z0-9]{2,20}")
 CHANNEL_ID_RE = re.compile(r"[CG][A-Z0-9]{2,20}")
 SERVER_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 PASSWORD_BACKENDS = ("chpasswd", "doveadm-passwd-file", "command")
+COMPRESSION = ("auto", "always", "never")
 DEFAULT_PROTECTED = ("root", "postmaster", "abuse", "mailer-daemon")
 ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9._+-]{1,64}(?:@[A-Za-z0-9.-]{1,253})?")
 
@@ -47,7 +48,9 @@ class ServerConfig:
     reboot_deadline_seconds: int = 900
     connect_timeout_seconds: float = 10.0
     command_timeout_seconds: float = 300.0
-    compression: bool = False  # helps on slow links; costs CPU on a LAN
+    # Large outputs (the queue listing, the log lines) travel gzip'ed: "auto" when the link's round
+    # trip is 5 ms or more (not a LAN), "always" or "never"; true/false in the file mean always/never.
+    compression: str = "auto"
     public_ip: str = ""
     # Never named, offered, picked or contained; mailfix adds the SSH user and, with chpasswd, every
     # system account (uid below 1000) that the server has.
@@ -287,6 +290,9 @@ def _parse_servers(value: Any, path: Path, problems: _Problems) -> tuple[ServerC
             number = table.get(key, 1)
             if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
                 bad(f"{where}.{key}", f"must be a positive number, got {number!r}")
+        compression = table.get("compression", "auto")
+        if compression not in COMPRESSION and not isinstance(compression, bool):
+            bad(f"{where}.compression", f"must be one of {', '.join(COMPRESSION)} (or true/false), got {compression!r}")
         if not isinstance(table.get("archive_before_purge", True), bool):
             bad(f"{where}.archive_before_purge", f"must be true or false, got {table['archive_before_purge']!r}")
         protected = table.get("protected_accounts", list(DEFAULT_PROTECTED))
@@ -304,5 +310,7 @@ def _parse_servers(value: Any, path: Path, problems: _Problems) -> tuple[ServerC
         values["key_file"] = _relative_to(base, table["key_file"])
         values["known_hosts"] = _relative_to(base, table["known_hosts"])
         values["protected_accounts"] = tuple(a.lower() for a in protected)
+        if isinstance(compression, bool):
+            values["compression"] = "always" if compression else "never"
         servers.append(ServerConfig(**values))
     return tuple(servers)

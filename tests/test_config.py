@@ -101,3 +101,22 @@ def test_protected_accounts_readers_and_the_archive_switch_are_checked(tmp_path)
     config = load_config(write_config(tmp_path))
     server = config.server(None)
     assert server.archive_before_purge is True and "postmaster" in server.protected_accounts and not config.readers
+
+
+@pytest.mark.parametrize(
+    ("written", "loaded"), [(None, "auto"), ('"never"', "never"), ("true", "always"), ("false", "never")]
+)
+def test_compression_is_auto_by_default_and_takes_the_old_booleans(tmp_path, written, loaded):
+    path = write_config(tmp_path)
+    if written is not None:
+        path.write_text(path.read_text() + f"compression = {written}\n")
+    assert load_config(path).server(None).compression == loaded
+
+
+def test_an_unknown_compression_setting_is_refused(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text() + 'compression = "fast"\n')
+    with pytest.raises(
+        ConfigError, match=r"compression: must be one of auto, always, never \(or true/false\), got 'fast'"
+    ):
+        load_config(path)

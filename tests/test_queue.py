@@ -9,8 +9,11 @@ import pytest
 from bot.core.diagnosis import from_json, to_json
 from bot.core.mailserver import Diagnosis, Selection
 from bot.mail.queue import (
+    KEEP_RANKED,
+    PRUNE_AT,
     QueueAggregator,
     SelectionMatcher,
+    TopCounter,
     _parse_each,
     _parse_regular,
     account_aliases,
@@ -249,12 +252,59 @@ def test_diagnosis_json_has_the_documented_keys() -> None:
 
 
 def test_a_large_queue_is_aggregated_without_keeping_messages() -> None:
-    """100,000 lines aggregate into counters only: nothing per message is kept."""
+    """100,000 lines aggregate into counters; per message only the IDs of local senders' open mail stay."""
     lines = (line(f"Q{i}", "victim@lab.test", "dest@example.com") for i in range(100_000))
     aggregator = aggregate(list(lines), {})
     assert aggregator.total == 100_000
-    assert len(aggregator.senders) == 1 and len(aggregator.recipients) == 1
+    assert len(aggregator.senders.counts) == 1 and len(aggregator.recipients.counts) == 1
     assert len(aggregator.samples["victim@lab.test"]) == 3
+    assert len(aggregator.open_ids(senders=["victim@lab.test"])) == 100_000
+
+
+def test_rankings_stay_bounded_whatever_the_distinct_addresses() -> None:
+    """A spam run to 450,000 distinct addresses from 60,000 forged senders: the rankings hold at most
+    PRUNE_AT names, the real heavy hitters stay on top with counts low by at most the stated error,
+    and the local suspect's own counts stay exact."""
+    lines = []
+    for i in range(90_000):
+        sender = "victim@lab.test" if i % 3 == 0 else f"forged{i}@spam{i}.example"
+        recipients = [f"r{i * 5 + k}@example.com" for k in range(5)]
+        if i % 4 == 0:
+            recipients.append("hot@example.com")  # a heavy hitter among the distinct ones
+        if i % 10 == 0:
+            recipients.append("victim@lab.test")
+        lines.append(line(f"Q{i}", sender, *recipients))
+    aggregator = aggregate(lines, {})
+    snapshot = aggregator.snapshot()
+    assert aggregator.recipients.error > 0 and aggregator.senders.error > 0, "both summaries must have pruned"
+    assert len(aggregator.recipients.counts) <= PRUNE_AT and len(aggregator.senders.counts) <= PRUNE_AT
+    assert aggregator.recipients.error <= 90_000 * 6.35 / (KEEP_RANKED + 1)  # N / (keep + 1)
+    top = snapshot.top_recipients[0]
+    assert top.name == "hot@example.com" and 22_500 - snapshot.ranking_error <= top.count <= 22_500
+    assert snapshot.top_senders[0].name == "victim@lab.test"
+    assert aggregator.sent_from(account_aliases("victim@lab.test", DOMAIN)) == 30_000
+    assert aggregator.sent_to(account_aliases("victim@lab.test", DOMAIN)) == 9_000
+
+
+def test_top_counter_error_bound_holds_on_adversarial_streams() -> None:
+    """Every name's count is within `error` below its true count, and error <= N / (keep + 1)."""
+    import random
+    from collections import Counter
+
+    rng = random.Random(7)
+    truth: Counter[str] = Counter()
+    summary = TopCounter(keep=20, prune_at=200)
+    total = 0
+    for _ in range(300):
+        batch = [f"n{int(rng.paretovariate(0.8))}" for _ in range(rng.randrange(1, 500))]
+        truth.update(batch)
+        summary.update(batch)
+        total += len(batch)
+    assert summary.error > 0 and summary.error <= total / 21
+    for name, count in truth.items():
+        assert count - summary.error <= summary.get(name) <= count, name
+        if count > summary.error:
+            assert name in summary.counts, name
 
 
 @pytest.mark.parametrize("queue_id", ["A1", "A7"])
@@ -302,3 +352,15 @@ def test_an_unusual_line_sends_its_batch_the_careful_way(odd: bytes) -> None:
     careful = _parse_each(lines)
     aggregator = aggregate(lines)
     assert aggregator.total == len(careful.ids) and aggregator.malformed == careful.malformed
+
+
+def test_the_terminal_says_when_rankings_are_estimates() -> None:
+    """A pruned ranking is said to be low by up to its error; an exact one says nothing."""
+    from bot.core.mailserver import QueueSnapshot
+
+    exact = Diagnosis(snapshot=QueueSnapshot(total=3), suspect=None)
+    estimated = Diagnosis(snapshot=QueueSnapshot(total=3, ranking_error=12), suspect=None)
+    assert "may be low" not in render_diagnosis(exact)
+    assert "may be low by up to 12" in render_diagnosis(estimated)
+    assert to_json(estimated)["queue"]["ranking_error"] == 12
+    assert from_json(to_json(estimated)).snapshot.ranking_error == 12

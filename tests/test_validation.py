@@ -38,7 +38,7 @@ HOSTILE = [
 class RefusingExecutor(SSHExecutor):
     """An executor that fails the test if anything is ever sent."""
 
-    def start(self, argv, *, timeout=None):  # type: ignore[override]
+    def start(self, argv, **kwargs):  # type: ignore[override]
         raise AssertionError(f"sent {argv!r} to the server")
 
     def run(self, argv, **kwargs):  # type: ignore[override]

@@ -13,7 +13,9 @@ diagnosis, and (read back as typed values) by every renderer.
         "malformed_lines": int,            postqueue -j lines that could not be parsed
         "top_senders":    [{"name": str, "count": int}, ...],   most first (MAILER-DAEMON = null sender)
         "top_recipients": [{"name": str, "count": int}, ...],
-        "top_sasl_logins": [{"name": str, "count": int}, ...]   from the Postfix log
+        "top_sasl_logins": [{"name": str, "count": int}, ...],  from the Postfix log
+        "ranking_error": int               top sender/recipient counts may be low by up to this (0: exact;
+                                           bounded summaries, see bot.mail.queue.TopCounter)
       },
       "suspect": null | {
         "address": str, "login": str,
@@ -69,6 +71,7 @@ def to_json(d: Diagnosis) -> dict[str, Any]:
             "top_senders": _ranked(s.top_senders),
             "top_recipients": _ranked(s.top_recipients),
             "top_sasl_logins": _ranked(s.top_sasl_logins),
+            "ranking_error": s.ranking_error,
         },
         "suspect": suspect,
         "runner_up": None if d.runner_up is None else {"name": d.runner_up.name, "count": d.runner_up.count},
@@ -89,6 +92,7 @@ def from_json(data: Mapping[str, Any]) -> Diagnosis:
         oldest_age_seconds=int(queue.get("oldest_age_seconds", 0)),
         total_bytes=int(queue.get("total_bytes", 0)),
         malformed_lines=int(queue.get("malformed_lines", 0)),
+        ranking_error=int(queue.get("ranking_error", 0)),
     )
     return Diagnosis(
         snapshot=snapshot,

@@ -78,6 +78,7 @@ class QueueSnapshot:
     oldest_age_seconds: int = 0
     total_bytes: int = 0
     malformed_lines: int = 0
+    ranking_error: int = 0  # top sender/recipient counts may be low by up to this (0: exact)
 
 
 @dataclass(frozen=True)

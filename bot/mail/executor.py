@@ -18,7 +18,9 @@ import logging
 import shlex
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 
 import paramiko
 
@@ -34,6 +36,10 @@ POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15
 # A larger window than paramiko's 2 MB keeps a fast producer (postqueue -j) from stalling.
 WINDOW_SIZE = 16 << 20
+# A link whose SSH round trip takes this long is not a LAN (nor loopback, even on a busy host):
+# large outputs travel gzip'ed.
+SLOW_LINK_SECONDS = 0.005
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class _RefuseUnknownHostKey(paramiko.RejectPolicy):
@@ -46,8 +52,11 @@ class _RefuseUnknownHostKey(paramiko.RejectPolicy):
 class RemoteProcess:
     """One command running on the server: write its stdin, read its stdout, then `wait()`."""
 
-    def __init__(self, host: str, argv: Sequence[str], channel: paramiko.Channel, deadline: float) -> None:
+    def __init__(
+        self, host: str, argv: Sequence[str], channel: paramiko.Channel, deadline: float, *, gunzip: bool = False
+    ) -> None:
         self.host = host
+        self.gunzip = gunzip
         self.argv = tuple(argv)
         self.name = command_name(argv)
         self._channel = channel
@@ -105,7 +114,32 @@ class RemoteProcess:
             raise CommandFailed(self.host, f"{self.name} stopped reading its input") from None
 
     def chunks(self) -> Iterator[bytes]:
-        """Yield stdout as it arrives, in chunks of up to 1 MB."""
+        """Yield stdout as it arrives, in chunks of up to 1 MB (inflated when `gunzip` and it is gzip)."""
+        raw = self._raw_chunks()
+        if not self.gunzip:
+            yield from raw
+            return
+        first = b""
+        while len(first) < len(GZIP_MAGIC) and (chunk := next(raw, None)) is not None:
+            first += chunk
+        if not first.startswith(GZIP_MAGIC):  # the server had no gzip: plain output
+            yield first
+            yield from raw
+            return
+        inflate, fed = zlib.decompressobj(wbits=31), False
+        for chunk in chain((first,), raw):
+            while chunk:
+                data, fed = inflate.decompress(chunk, READ_CHUNK), True
+                if data:
+                    yield data
+                if inflate.eof:  # another gzip member may follow
+                    chunk, inflate, fed = inflate.unused_data, zlib.decompressobj(wbits=31), False
+                else:
+                    chunk = inflate.unconsumed_tail
+        if fed:
+            raise HostUnreachable(self.host, f"the compressed output of {self.name} was cut short")
+
+    def _raw_chunks(self) -> Iterator[bytes]:
         while True:
             try:
                 data = self._channel.recv(READ_CHUNK)
@@ -184,6 +218,7 @@ class SSHExecutor:
         self.host = server.host
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
+        self.round_trip = 0.0  # seconds, measured on each new connection
 
     def command_line(self, argv: Sequence[str]) -> str:
         """Return the quoted command line for `argv`, through `sudo -n` unless we are root."""
@@ -192,8 +227,8 @@ class SSHExecutor:
         prefix = [] if self.server.user == "root" else ["sudo", "-n", "--"]
         return shlex.join([*prefix, *argv])
 
-    def start(self, argv: Sequence[str], *, timeout: float | None = None) -> RemoteProcess:
-        """Start `argv` on the server and return its RemoteProcess."""
+    def start(self, argv: Sequence[str], *, timeout: float | None = None, gunzip: bool = False) -> RemoteProcess:
+        """Start `argv` on the server and return its RemoteProcess (whose stdout it inflates if `gunzip`)."""
         line = self.command_line(argv)
         limit = self.server.command_timeout_seconds if timeout is None else timeout
         deadline = time.monotonic() + limit
@@ -204,7 +239,7 @@ class SSHExecutor:
                 channel = transport.open_session(window_size=WINDOW_SIZE, timeout=limit)
                 channel.settimeout(POLL_SECONDS)
                 channel.exec_command(line)
-                return RemoteProcess(self.host, argv, channel, deadline)
+                return RemoteProcess(self.host, argv, channel, deadline, gunzip=gunzip)
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 # The connection may have dropped since the last command: re-open it once.
                 self._drop()
@@ -274,6 +309,13 @@ class SSHExecutor:
         """Close the SSH connection; a later command opens a new one."""
         self._drop()
 
+    def compresses(self) -> bool:
+        """Return True when large outputs should travel gzip'ed: as configured, or on a slow link ("auto")."""
+        if self.server.compression != "auto":
+            return self.server.compression == "always"
+        self._transport()  # connects if needed, which measures the link
+        return self.round_trip >= SLOW_LINK_SECONDS
+
     def _transport(self) -> paramiko.Transport:
         with self._lock:
             client = self._client
@@ -285,6 +327,7 @@ class SSHExecutor:
             transport = self._client.get_transport()
             assert transport is not None
             transport.set_keepalive(KEEPALIVE_SECONDS)
+            self.round_trip = _round_trip(transport)
             return transport
 
     def _connect(self) -> paramiko.SSHClient:
@@ -307,7 +350,8 @@ class SSHExecutor:
         try:
             client.connect(
                 server.host, port=server.port, username=server.user, pkey=pkey, look_for_keys=False,
-                allow_agent=False, compress=server.compression, timeout=timeout, banner_timeout=timeout,
+                # No SSH compression: the large outputs are gzip'ed by the server at level 1 when the link is slow.
+                allow_agent=False, compress=False, timeout=timeout, banner_timeout=timeout,
                 auth_timeout=timeout, channel_timeout=timeout,
             )  # fmt: skip
         except BaseException as exc:
@@ -329,6 +373,21 @@ class SSHExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _round_trip(transport: paramiko.Transport, tries: int = 3) -> float:
+    """Return the SSH round trip: the shortest of up to `tries` keepalive requests (sshd answers at once).
+
+    One fast answer settles it; a slow one is asked again, since a busy host can delay a fast one.
+    """
+    best = float("inf")
+    for _ in range(tries):
+        started = time.monotonic()
+        transport.global_request("keepalive@openssh.com", wait=True)
+        best = min(best, time.monotonic() - started)
+        if best < SLOW_LINK_SECONDS:
+            break
+    return best
 
 
 def _connect_error(host: str, server: ServerConfig, exc: BaseException) -> BaseException:

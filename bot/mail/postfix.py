@@ -2,7 +2,12 @@
 
 Postfix tools are called by full path (a non-root user has no /usr/sbin in PATH). Account names
 pass `validate_account` before anything is sent. Queue IDs travel on stdin to one `postsuper`
-per call, fed while `postqueue -j` is still listing, so that listing and acting overlap.
+per call, fed while `postqueue -j` is still listing, so that listing and acting overlap. A hold of
+the suspect's mail right after the diagnosis uses the IDs the diagnosis listed: the queue is listed
+once from `mailfix start` to the flood held, as an admin would with the bare tools.
+
+On the server the listing loses the members the diagnosis does not read (`TRIM_LISTING`), and on a
+slow link it and the log lines travel gzip'ed (`SSHExecutor.compresses`).
 
 Blocking a login needs, in main.cf, before `permit_sasl_authenticated`:
     smtpd_recipient_restrictions = check_sasl_access hash:/etc/postfix/sasl_access,
@@ -14,8 +19,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from bot.config import ServerConfig
 from bot.core.mailserver import (
@@ -29,13 +35,20 @@ from bot.core.mailserver import (
     validate_account,
 )
 from bot.errors import CommandFailed, CommandTimeout, HostUnreachable
-from bot.mail.commands import reblocked
+from bot.mail.commands import TRIM_LISTING, reblocked
 from bot.mail.executor import RemoteProcess, SSHExecutor
 from bot.mail.mailboxes import Mailboxes
 from bot.mail.passwords import SHELL_PATH, set_password
 from bot.mail.queue import QueueAggregator, SelectionMatcher, account_aliases, select_ids
 from bot.mail.sasl import SaslLog, blocked_keys, login_keys, read_map, read_sasl_log, update_block
-from bot.mail.subjects import PREFETCH_AFTER, SAMPLE_SUBJECTS, Prefetch, leading_samples, subjects_in
+from bot.mail.subjects import (
+    PREFETCH_AFTER,
+    SAMPLE_SUBJECTS,
+    Prefetch,
+    leading_samples,
+    newest_of_leading_login,
+    subjects_in,
+)
 from bot.mail.suspects import find_suspect
 
 log = logging.getLogger(__name__)
@@ -45,7 +58,11 @@ POSTSUPER = "/usr/sbin/postsuper"
 POSTCAT = "/usr/sbin/postcat"
 POSTFIX = "/usr/sbin/postfix"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
-IDS_PER_WRITE = 4096
+POSTSUPER_CHUNK = 10_000  # queue IDs per postsuper process
+POSTSUPER_PARALLEL = 2
+# How long the IDs a diagnosis listed may stand in for a new listing: long enough for the steps that
+# follow it, short enough that Postfix cannot have reused a queue ID in between.
+LISTED_IDS_SECONDS = 60.0
 REBOOT_POLL_SECONDS = 1.0
 _POSTSUPER_SUMMARY = re.compile(r"postsuper: (Deleted|Placed on hold|Released from hold): (\d+) messages?")
 # Daemons started by the command (postfix start) must not keep the SSH channel's pipes open.
@@ -53,6 +70,23 @@ _DETACHED = """out=$(mktemp) || exit 1
 ( %s
 ) </dev/null >"$out" 2>&1
 rc=$?; cat "$out"; rm -f "$out"; exit $rc"""
+
+
+@dataclass
+class ListedIds:
+    """The suspect's mail not on hold, by Selection, as the last diagnosis listed it."""
+
+    by_selection: dict[Selection, list[str]]
+    listed_at: float = field(default_factory=time.monotonic)
+    held: set[str] = field(default_factory=set)
+
+    def take(self, selection: Selection) -> list[str] | None:
+        """Return the IDs listed for `selection` not held yet (None: not listed, or too old)."""
+        if time.monotonic() - self.listed_at > LISTED_IDS_SECONDS or selection not in self.by_selection:
+            return None
+        ids = [queue_id for queue_id in self.by_selection.pop(selection) if queue_id not in self.held]
+        self.held.update(ids)
+        return ids
 
 
 class PostfixServer:
@@ -65,6 +99,7 @@ class PostfixServer:
         self.warnings: tuple[str, ...] = ()  # notes from the last diagnosis (e.g. a missing log)
         self.mailboxes = Mailboxes(self.executor, server)
         self._protected: frozenset[str] | None = None
+        self._listed: ListedIds | None = None
 
     # ---- queue ----------------------------------------------------------------------------
 
@@ -82,15 +117,21 @@ class PostfixServer:
         )
         account, runner_up = verdict.account, verdict.runner_up
         suspect = None
+        self._listed = None
         if account is not None:
+            senders, logins = account_aliases(account.address, domain), account_aliases(account.login, domain)
+            from_ids, login_ids = aggregator.open_ids(senders=senders), aggregator.open_ids(logins=logins)
+            self._listed = ListedIds(
+                {Selection(sender=account.address): from_ids, Selection(sasl_login=account.login): login_ids}
+            )
             # Messages sent as the login (forged senders too), else from the address.
             samples = [aggregator.samples.get(name, [])[:SAMPLE_SUBJECTS] for name in (account.login, account.address)]
             suspect = Suspect(
                 account=account,
-                queued_from=_count(aggregator.senders, account_aliases(account.address, domain)),
-                queued_to=_count(aggregator.recipients, account_aliases(account.address, domain)),
+                queued_from=aggregator.sent_from(account_aliases(account.address, domain)),
+                queued_to=aggregator.sent_to(account_aliases(account.address, domain)),
                 queued_by_login=_count(aggregator.logins, account_aliases(account.login, domain)),
-                sample_subjects=prefetched.subjects(samples, self._subjects),
+                sample_subjects=prefetched.subjects(samples, self._subjects, suspect_ids={*from_ids, *login_ids}),
                 evidence=verdict.evidence,
             )
         return Diagnosis(
@@ -113,6 +154,9 @@ class PostfixServer:
 
     def hold(self, selection: Selection) -> int:
         """Put matching messages on hold; return how many."""
+        listed = self._listed.take(selection) if self._listed is not None else None
+        if listed is not None:
+            return self._feed_postsuper("-h", iter(listed))
         return self._postsuper("-h", selection, skip_queues=frozenset({"hold"}))
 
     def release(self, selection: Selection) -> int:
@@ -227,31 +271,43 @@ class PostfixServer:
     # ---- helpers --------------------------------------------------------------------------
 
     def _listing(self) -> RemoteProcess:
-        process = self.executor.start(reblocked([POSTQUEUE, "-j"]))
+        compress = self.executor.compresses()
+        argv = reblocked([POSTQUEUE, "-j"], through=TRIM_LISTING, gzip=compress)
+        process = self.executor.start(argv, gunzip=compress)
         process.close_stdin()
         return process
 
     def _read_sasl(self) -> SaslLog:
-        sasl = read_sasl_log(self.executor, self.server.postfix_log)
+        sasl = read_sasl_log(self.executor, self.server.postfix_log, compress=self.executor.compresses())
         self.warnings = sasl.warnings
         for warning in sasl.warnings:
             log.warning("%s: %s", self.executor.host, warning)
         return sasl
 
     def _aggregate(self, *, prefetch_samples: bool) -> tuple[QueueAggregator, Prefetch]:
-        listing = self._listing()
+        self.executor.compresses()  # connects (and measures the link) once, before the channels open
         aggregator = QueueAggregator(login_of=None, mail_domain=self.server.mail_domain)
         prefetch = Prefetch()
         # The log is read on a second channel while the listing is parsed: neither waits for the other.
-        # A third fetches the sample subjects of the account leading so far (a flood leads early).
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        # A third fetches the sample subjects of the account leading so far (a flood leads early), and
+        # the protected accounts are read meanwhile (a failure there shows when diagnose asks again).
+        with ThreadPoolExecutor(max_workers=3) as pool:
             sasl = pool.submit(self._read_sasl)
+            if prefetch_samples:
+                pool.submit(self.protected_accounts)
+
+                def guess_from_log(done: Future[SaslLog]) -> None:
+                    if done.exception() is None:
+                        prefetch.start(pool, newest_of_leading_login(done.result().login_of), self._subjects)
+
+                sasl.add_done_callback(guess_from_log)
+            listing = self._listing()
             try:
                 for batch in listing.line_batches():
                     aggregator.add_batch(batch)
                     if aggregator.login_of is None and sasl.done():
                         aggregator.set_logins(sasl.result().login_of)
-                    if prefetch_samples and prefetch.ids is None and aggregator.total >= PREFETCH_AFTER:
+                    if prefetch_samples and aggregator.total >= PREFETCH_AFTER:
                         prefetch.start(pool, leading_samples(aggregator), self._subjects)
                 listing.wait()
                 if aggregator.login_of is None:
@@ -279,22 +335,38 @@ class PostfixServer:
         queues: frozenset[str] | None = None,
         skip_queues: frozenset[str] = frozenset(),
     ) -> int:
+        self._listed = None  # the queue changes: what the diagnosis listed no longer stands
         listing, matcher = self._select(selection)
-        postsuper: RemoteProcess | None = None
         try:
-            for batch in _batches(select_ids(listing.lines(), matcher, queues=queues, skip_queues=skip_queues)):
-                if postsuper is None:  # started on the first match: an empty selection runs nothing
-                    postsuper = self.executor.start(reblocked([POSTSUPER, flag, "-"], stream="stderr"))
-                postsuper.write(batch)
-            listing.wait()
-            if postsuper is None:
-                return 0
-            postsuper.close_stdin()
-            return postsuper_count(postsuper.wait().stderr_tail)
+            ids = select_ids(listing.lines(), matcher, queues=queues, skip_queues=skip_queues)
+            return self._feed_postsuper(flag, ids, before_summary=listing.wait)
         finally:
             listing.close()
-            if postsuper is not None:
-                postsuper.close()
+
+    def _feed_postsuper(
+        self, flag: str, ids: Iterator[str], *, before_summary: Callable[[], object] = lambda: None
+    ) -> int:
+        """Run `postsuper FLAG -` on `ids` as they come, a chunk per process; return the sum of their counts.
+
+        postsuper reads all its input before it acts: one process per chunk lets it act while the listing
+        still runs, and two at a time keep a slow one (deleting is) from holding the rest back.
+        """
+        running: list[RemoteProcess] = []
+        acted = 0
+        try:
+            for chunk in _chunks(ids, POSTSUPER_CHUNK):  # an empty selection runs nothing
+                if len(running) == POSTSUPER_PARALLEL:
+                    acted += postsuper_count(running.pop(0).wait().stderr_tail)
+                running.append(self.executor.start(reblocked([POSTSUPER, flag, "-"], stream="stderr")))
+                running[-1].write(chunk)
+                running[-1].close_stdin()
+            before_summary()  # a failed listing must fail the step, not pass for a short one
+            while running:
+                acted += postsuper_count(running.pop(0).wait().stderr_tail)
+            return acted
+        finally:
+            for process in running:
+                process.close()
 
     def _subjects(self, queue_ids: list[str]) -> tuple[str, ...]:
         if not queue_ids:
@@ -329,15 +401,16 @@ def postsuper_count(stderr_tail: str) -> int:
     return int(found[-1][1]) if found else 0
 
 
-def _batches(ids: Iterator[str]) -> Iterator[bytes]:
-    batch: list[str] = []
+def _chunks(ids: Iterator[str], size: int) -> Iterator[bytes]:
+    """Yield `ids` as newline-terminated lines, `size` IDs at a time."""
+    chunk: list[str] = []
     for queue_id in ids:
-        batch.append(queue_id)
-        if len(batch) >= IDS_PER_WRITE:
-            yield ("\n".join(batch) + "\n").encode()
-            batch.clear()
-    if batch:
-        yield ("\n".join(batch) + "\n").encode()
+        chunk.append(queue_id)
+        if len(chunk) >= size:
+            yield ("\n".join(chunk) + "\n").encode()
+            chunk.clear()
+    if chunk:
+        yield ("\n".join(chunk) + "\n").encode()
 
 
 def _count(counter: dict[str, int], names: frozenset[str]) -> int:

@@ -4,7 +4,10 @@
 `{"queue_name": "deferred", "queue_id": "4XyZ...", "arrival_time": 1700000000, "message_size": 512,
 "sender": "victim@lab.test", "recipients": [{"address": "a@b.example", "delay_reason": "..."}]}`.
 Members we do not know are ignored; a line that is not such an object is counted as malformed.
-Nothing here keeps the messages: memory grows only with the distinct senders, recipients and logins.
+Nothing here keeps the messages. Memory is bounded whatever the senders and recipients: the rankings
+of all senders and recipients are bounded summaries (`TopCounter`); exact counts are kept only for
+addresses of the mail domain and for SASL logins (the accounts mailfix can act on), and the IDs of
+each local sender's and login's messages for an immediate hold.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ except ImportError:  # pragma: no cover - the standard library is enough, only s
 
 NULL_SENDER = "MAILER-DAEMON"
 TOP_N = 10
+# A ranking summary keeps the KEEP_RANKED best names when it holds more than PRUNE_AT (about 7 MB).
+KEEP_RANKED = 1000
+PRUNE_AT = 50_000
 SAMPLES_PER_NAME = 3
 QUEUE_NAMES = ("active", "deferred", "hold", "incoming", "maildrop")
 # Postfix prints queue_name and queue_id first; reading them without a full parse lets a
@@ -179,6 +185,37 @@ def _parse_each(lines: list[bytes]) -> Batch:
     )
 
 
+class TopCounter:
+    """The most frequent names of a stream in bounded memory: a batched Misra–Gries summary.
+
+    Names are counted exactly until more than `prune_at` distinct ones are held; then every count
+    is lowered by the (keep+1)-th largest, `cut`, and the names left at zero are dropped. A name
+    loses at most `cut` per pruning, so its count is low by at most `error` (the sum of the cuts);
+    and each pruning removes at least (keep+1) * cut occurrences, so `error` <= N / (keep+1) for N
+    names added. Every name with more than `error` occurrences is still held. Until the first
+    pruning (`error` == 0) the counts are exact.
+    """
+
+    def __init__(self, *, keep: int = KEEP_RANKED, prune_at: int = PRUNE_AT) -> None:
+        self.keep = keep
+        self.prune_at = max(prune_at, keep + 1)
+        self.counts: Counter[str] = Counter()
+        self.error = 0
+
+    def update(self, names: Iterable[str]) -> None:
+        self.counts.update(names)  # in C, for a list
+        if len(self.counts) > self.prune_at:
+            cut = heapq.nlargest(self.keep + 1, self.counts.values())[-1]
+            self.counts = Counter({name: n - cut for name, n in self.counts.items() if n > cut})
+            self.error += cut
+
+    def get(self, name: str, default: int = 0) -> int:
+        return self.counts.get(name, default)
+
+    def most_common(self, n: int) -> list[tuple[str, int]]:
+        return self.counts.most_common(n)
+
+
 class QueueAggregator:
     """Totals, rankings and a few sample IDs of a queue, fed one batch of `postqueue -j` lines at a time."""
 
@@ -193,8 +230,8 @@ class QueueAggregator:
         # login_of may arrive after the listing has started (set_logins): until then only the
         # queue IDs of the lines already parsed wait, not the messages.
         self.login_of = login_of
-        self._pending: list[tuple[list[str], list[str]]] = []  # (queue IDs, their senders)
-        self.mail_suffix = f"@{mail_domain.lower()}" if mail_domain else None
+        self._pending: list[tuple[list[str], list[str], list[str]]] = []  # (queue names, IDs, senders)
+        self.mail_suffix = f"@{mail_domain.lower()}" if mail_domain else "@"
         self.now = time.time() if now is None else now
         self.top = top
         self.total = 0
@@ -202,20 +239,27 @@ class QueueAggregator:
         self.malformed = 0
         self.oldest_arrival: float | None = None
         self.by_queue: Counter[str] = Counter()
-        self.senders: Counter[str] = Counter()
-        self.recipients: Counter[str] = Counter()
+        self.senders = TopCounter()  # rankings, bounded
+        self.recipients = TopCounter()
+        # Exact counts of the local addresses (of the mail domain, or without one): a suspect's own.
+        self.local_senders: Counter[str] = Counter()
+        self.local_recipients: Counter[str] = Counter()
         self.logins: Counter[str] = Counter()
-        # Senders of the messages the log ties to no login: only these may name a sender as the suspect.
+        # Local senders of the messages the log ties to no login: only these may name a sender as the suspect.
         self.unattributed_senders: Counter[str] = Counter()
         # First queue IDs seen per login and per local sender: postcat reads their subjects later.
         self.samples: dict[str, list[str]] = {}
+        # The IDs of each local sender's and each login's messages not on hold: what a hold of the
+        # suspect's mail feeds postsuper right after the diagnosis, without listing the queue again.
+        self.open_ids_by_sender: dict[str, list[str]] = {}
+        self.open_ids_by_login: dict[str, list[str]] = {}
 
     def set_logins(self, login_of: Mapping[str, str]) -> None:
         """Provide queue ID -> SASL login, attributing the lines aggregated so far."""
         self.login_of = login_of
         pending, self._pending = self._pending, []
-        for ids, senders in pending:
-            self._attribute(ids, senders)
+        for names, ids, senders in pending:
+            self._attribute(names, ids, senders)
 
     def add_lines(self, lines: Iterable[bytes]) -> None:
         """Aggregate every line of `lines`."""
@@ -242,21 +286,51 @@ class QueueAggregator:
         self.by_queue.update(batch.queue_names)
         self.senders.update(batch.senders)
         self.recipients.update(batch.recipients)
-        if self.mail_suffix:
-            self._sample(batch.senders, batch.ids, suffix=self.mail_suffix)
+        suffix = self.mail_suffix  # inline of _is_local: this runs for every message and recipient
+        local = [s.endswith(suffix) or "@" not in s for s in batch.senders]
+        self.local_senders.update(compress(batch.senders, local))
+        self.local_recipients.update([r for r in batch.recipients if r.endswith(suffix) or "@" not in r])
+        self._sample(batch.senders, batch.ids, suffix=self.mail_suffix)
+        _collect(
+            self.open_ids_by_sender,
+            batch.queue_names,
+            batch.ids,
+            [s if x else None for s, x in zip(batch.senders, local, strict=True)],
+        )
         if self.login_of is None:
-            self._pending.append((batch.ids, batch.senders))
+            self._pending.append((batch.queue_names, batch.ids, batch.senders))
         else:
-            self._attribute(batch.ids, batch.senders)
+            self._attribute(batch.queue_names, batch.ids, batch.senders)
 
-    def _attribute(self, ids: list[str], senders: list[str]) -> None:
+    def _is_local(self, address: str) -> bool:
+        return address.endswith(self.mail_suffix) or "@" not in address
+
+    def _attribute(self, names: list[str], ids: list[str], senders: list[str]) -> None:
         if not self.login_of:
-            self.unattributed_senders.update(senders)
+            self.unattributed_senders.update(filter(self._is_local, senders))
             return
         logins = list(map(self.login_of.get, ids))
         self.logins.update(filter(None, logins))
-        self.unattributed_senders.update(compress(senders, map(operator.not_, logins)))
+        unattributed = compress(senders, map(operator.not_, logins))
+        self.unattributed_senders.update(filter(self._is_local, unattributed))
         self._sample(logins, ids)
+        _collect(self.open_ids_by_login, names, ids, logins)
+
+    def sent_from(self, names: Iterable[str]) -> int:
+        """Return how many messages the local addresses `names` sent, exactly (summary counts for others)."""
+        return sum(self.local_senders.get(n, 0) if self._is_local(n) else self.senders.get(n) for n in names)
+
+    def sent_to(self, names: Iterable[str]) -> int:
+        """Return how many messages went to the local addresses `names`, exactly (summary counts for others)."""
+        return sum(self.local_recipients.get(n, 0) if self._is_local(n) else self.recipients.get(n) for n in names)
+
+    def open_ids(self, *, senders: Iterable[str] = (), logins: Iterable[str] = ()) -> list[str]:
+        """Return the IDs of the listed messages not on hold sent from `senders` or as `logins`, each once."""
+        found = [
+            *(self.open_ids_by_sender.get(n, ()) for n in senders),
+            *(self.open_ids_by_login.get(n, ()) for n in logins),
+        ]
+        return list(dict.fromkeys(chain.from_iterable(found)))
 
     def _sample(self, names: Sequence[str | None], ids: list[str], *, suffix: str = "") -> None:
         """Keep the first queue IDs of each name (ending with `suffix`) that has fewer than it needs."""
@@ -282,8 +356,9 @@ class QueueAggregator:
         return QueueSnapshot(
             total=self.total,
             by_queue=by_queue,
-            top_senders=ranked(self.senders, self.top),
-            top_recipients=ranked(self.recipients, self.top),
+            top_senders=ranked(self.senders.counts, self.top),
+            top_recipients=ranked(self.recipients.counts, self.top),
+            ranking_error=max(self.senders.error, self.recipients.error),
             top_sasl_logins=ranked(self.logins, self.top),
             oldest_age_seconds=oldest,
             total_bytes=self.total_bytes,
@@ -291,7 +366,16 @@ class QueueAggregator:
         )
 
 
-def ranked(counter: Counter[str], n: int) -> tuple[Ranked, ...]:
+def _collect(
+    ids_by_name: dict[str, list[str]], queue_names: list[str], ids: list[str], names: Sequence[str | None]
+) -> None:
+    """Append each ID not on hold to the list of its name (None: none)."""
+    for queue_name, queue_id, name in zip(queue_names, ids, names, strict=True):
+        if name is not None and queue_name != "hold":
+            ids_by_name.setdefault(name, []).append(queue_id)
+
+
+def ranked(counter: Mapping[str, int], n: int) -> tuple[Ranked, ...]:
     """Return the `n` most common names of `counter`, ties broken by name."""
     best = heapq.nsmallest(n, counter.items(), key=lambda item: (-item[1], item[0]))  # O(len log n)
     return tuple(Ranked(name, count) for name, count in best)

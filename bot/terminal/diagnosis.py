@@ -23,6 +23,12 @@ def render_diagnosis(d: Diagnosis, *, warnings: Iterable[str] = ()) -> str:
         ("Recipient", s.top_recipients),
     ):
         lines += _table(title, rows) + [""]
+    if s.ranking_error:
+        lines += [
+            f"(sender and recipient counts above may be low by up to {s.ranking_error}: too many distinct",
+            " addresses to count each exactly; the suspect's counts below are exact)",
+            "",
+        ]
     if d.suspect is None:
         lines.append("Suspect: none (nothing reaches the flood threshold)")
     else:

@@ -29,6 +29,8 @@ SUBJECTS = (
     "Final notice: claim your prize",
 )
 LEGIT_USERS = ("alice", "bob", "juana")
+# Text that pads a spam body to a realistic size (real runs carry about 1 KB of HTML and text).
+_FILLER = "".join(f"Offer {n}: limited time, click the link below to claim it.\n" for n in range(400))
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,15 @@ def flood(
     connections: int = 8,
     timeout: float = 120,
     wait: bool = True,
+    recipients: tuple[int, int] = (1, 1),
+    address_book: int = 10**6,
+    body_bytes: int = 0,
 ) -> FloodReport:
-    """Inject the incident, wait (unless told not to) until every queued message shows in `postqueue -j`."""
+    """Inject the incident, wait (unless told not to) until every queued message shows in `postqueue -j`.
+
+    A real spam run sends each message to `recipients` (low, high) addresses drawn from an
+    `address_book` of distinct addresses, with a body of about `body_bytes`.
+    """
     rng = random.Random(f"{login}-{count}")  # noqa: S311 - repeatable, not secret
     address = f"{login}@{lab.domain}"
     forged = round(count * forged_fraction)
@@ -70,20 +79,21 @@ def flood(
     rng.shuffle(senders)
     before = queue_size(lab)
 
-    # Each job is one SMTP connection: (AUTH login or None, kind, [(sender, recipient)]).
-    jobs: list[tuple[str | None, str, list[tuple[str, str]]]] = []
+    # Each job is one SMTP connection: (AUTH login or None, kind, [(sender, [recipient, ...])]).
+    jobs: list[tuple[str | None, str, list[tuple[str, list[str]]]]] = []
     for i in range(connections):
-        jobs.append((login, "spam", [(s, f"user{rng.randrange(10**6)}@example.com") for s in senders[i::connections]]))
+        jobs.append((login, "spam", [(s, _recipients(rng, recipients, address_book)) for s in senders[i::connections]]))
     for i, user in enumerate(LEGIT_USERS):
         n = legit // len(LEGIT_USERS) + (i < legit % len(LEGIT_USERS))
         mine = f"{user}@{lab.domain}"
-        jobs.append((user, "legit", [(mine, f"partner{k}@customer.example") for k in range(n)]))
+        jobs.append((user, "legit", [(mine, [f"partner{k}@customer.example"]) for k in range(n)]))
     # Bounces come from "remote MTAs": unauthenticated from 127.0.0.0/8 (permit_mynetworks).
     # X-Lab: bounce marks them as unauthenticated test mail.
-    jobs.append((None, "bounce", [("", address)] * bounces))
+    jobs.append((None, "bounce", [("", [address])] * bounces))
 
     with ThreadPoolExecutor(max_workers=connections) as pool:
-        for future in [pool.submit(_send, lab, *job, rng.randrange(10**9)) for job in jobs if job[2]]:
+        futures = [pool.submit(_send, lab, *job, rng.randrange(10**9), body_bytes) for job in jobs if job[2]]
+        for future in futures:
             future.result()
     for n in range(inbox):
         _deliver_to_inbox(lab, login, n)
@@ -115,7 +125,20 @@ def queue_size(lab: Lab) -> int:
     return len(queue_entries(lab))
 
 
-def _send(lab: Lab, login: str | None, kind: str, messages: list[tuple[str, str]], seed: int) -> None:
+def _recipients(rng: random.Random, shape: tuple[int, int], address_book: int) -> list[str]:
+    """Return a spam message's distinct recipients, drawn from the address book."""
+    count = min(rng.randint(*shape), address_book)
+    return [f"user{n}@example.com" for n in rng.sample(range(address_book), count)]
+
+
+def _send(
+    lab: Lab,
+    login: str | None,
+    kind: str,
+    messages: list[tuple[str, list[str]]],
+    seed: int,
+    body_bytes: int = 0,
+) -> None:
     rng = random.Random(seed)  # noqa: S311
     with smtplib.SMTP(lab.host, lab.smtp_port, local_hostname="client.flood.example", timeout=30) as smtp:
         smtp.ehlo()
@@ -125,21 +148,23 @@ def _send(lab: Lab, login: str | None, kind: str, messages: list[tuple[str, str]
             code, reply = smtp.docmd("AUTH", "PLAIN " + token)
             if code != 235:
                 raise RuntimeError(f"AUTH PLAIN as {login} failed: {code} {reply!r}")
-        for sender, recipient in messages:
+        for sender, recipients in messages:
             if kind == "spam":
                 subject = rng.choice(SUBJECTS).format(n=rng.randrange(10**5))
             else:
                 subject = {"legit": "Meeting notes", "bounce": "Undelivered Mail Returned to Sender"}[kind]
             header = sender or f"MAILER-DAEMON@{lab.domain}"
-            smtp.sendmail(sender, [recipient], _message(header, recipient, subject, f"X-Lab: {kind}\n"))
+            body = _message(header, recipients[0], subject, f"X-Lab: {kind}\n", body_bytes if kind == "spam" else 0)
+            smtp.sendmail(sender, recipients, body)
 
 
-def _message(sender: str, recipient: str, subject: str, extra: str) -> bytes:
+def _message(sender: str, recipient: str, subject: str, extra: str, body_bytes: int = 0) -> bytes:
     return (
         (
             f"From: {sender}\nTo: {recipient}\nSubject: {subject}\nDate: {formatdate()}\n"
             f"Message-ID: {make_msgid(domain='flood.example')}\n{extra}\n"
             "Hello,\n\nThis message was generated by the mailfix integration lab.\n"
+            + _FILLER[: max(0, body_bytes - 250)]
         )
         .replace("\n", "\r\n")
         .encode()
