@@ -112,6 +112,8 @@ def bench_shape(lab: Lab, shape: Shape, args: argparse.Namespace, saved: SavedQu
     peak, baseline = peak_memory_mb(lab)
     print(f"  bot peak RSS {peak:.0f} MB (interpreter + imports alone: {baseline:.0f} MB; target < 100 MB)")
 
+    if not args.delete_rounds:
+        return
     mine, bare = [], []
     for _ in range(args.delete_rounds):
         saved.restore()
