@@ -12,14 +12,13 @@ from bot.mail.queue import (
     KEEP_RANKED,
     PRUNE_AT,
     QueueAggregator,
-    SelectionMatcher,
     TopCounter,
     _parse_each,
     _parse_regular,
     account_aliases,
     parse_line,
-    select_ids,
 )
+from bot.mail.selection import SelectionMatcher, select_ids
 from bot.mail.suspects import Verdict, find_suspect
 from bot.terminal.diagnosis import render_diagnosis
 

@@ -10,7 +10,8 @@ from bot.config import ServerConfig
 from bot.core.mailserver import Account, Selection, validate_account
 from bot.errors import InvalidAccount
 from bot.mail.executor import SSHExecutor
-from bot.mail.postfix import PostfixServer, postsuper_count
+from bot.mail.postfix import PostfixServer
+from bot.mail.postsuper import postsuper_count
 from bot.mail.subjects import decode_subject
 
 HOSTILE = [

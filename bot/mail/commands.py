@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 from bot.errors import CommandFailed
 
@@ -87,6 +89,35 @@ def reblocked(
         .replace("{last}", _GZIP.replace("{level}", str(int(level))) if gzip else _DD)
     )
     return ["sh", "-c", script.replace("{bs}", str(block_size)) + '; exit "${rc:-1}"', "sh", *argv]
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def inflated(raw: Iterator[bytes], chunk_size: int) -> Iterator[bytes]:
+    """Yield `raw` inflated if it starts with gzip's magic (members one after another), else as it is.
+
+    Raises EOFError when the compressed stream stops half way: a short listing must not pass for a whole one.
+    """
+    first = b""
+    while len(first) < len(GZIP_MAGIC) and (chunk := next(raw, None)) is not None:
+        first += chunk
+    if not first.startswith(GZIP_MAGIC):  # the server had no gzip: plain output
+        yield first
+        yield from raw
+        return
+    inflate, fed = zlib.decompressobj(wbits=31), False
+    for chunk in chain((first,), raw):
+        while chunk:
+            data, fed = inflate.decompress(chunk, chunk_size), True
+            if data:
+                yield data
+            if inflate.eof:  # another gzip member may follow
+                chunk, inflate, fed = inflate.unused_data, zlib.decompressobj(wbits=31), False
+            else:
+                chunk = inflate.unconsumed_tail
+    if fed:
+        raise EOFError("gzip stream cut short")
 
 
 def command_name(argv: Sequence[str]) -> str:

@@ -18,15 +18,13 @@ import logging
 import shlex
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import chain
 
 import paramiko
 
 from bot.config import ServerConfig
 from bot.errors import AuthFailed, CommandFailed, CommandTimeout, ExecutorError, HostKeyMismatch, HostUnreachable
-from bot.mail.commands import STDERR_TAIL_BYTES, CommandResult, command_failed, command_name
+from bot.mail.commands import STDERR_TAIL_BYTES, CommandResult, command_failed, command_name, inflated
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,6 @@ WINDOW_SIZE = 16 << 20
 # A link whose SSH round trip takes this long is not a LAN (nor loopback, even on a busy host):
 # large outputs travel gzip'ed.
 SLOW_LINK_SECONDS = 0.005
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 class _RefuseUnknownHostKey(paramiko.RejectPolicy):
@@ -115,29 +112,13 @@ class RemoteProcess:
 
     def chunks(self) -> Iterator[bytes]:
         """Yield stdout as it arrives, in chunks of up to 1 MB (inflated when `gunzip` and it is gzip)."""
-        raw = self._raw_chunks()
         if not self.gunzip:
-            yield from raw
+            yield from self._raw_chunks()
             return
-        first = b""
-        while len(first) < len(GZIP_MAGIC) and (chunk := next(raw, None)) is not None:
-            first += chunk
-        if not first.startswith(GZIP_MAGIC):  # the server had no gzip: plain output
-            yield first
-            yield from raw
-            return
-        inflate, fed = zlib.decompressobj(wbits=31), False
-        for chunk in chain((first,), raw):
-            while chunk:
-                data, fed = inflate.decompress(chunk, READ_CHUNK), True
-                if data:
-                    yield data
-                if inflate.eof:  # another gzip member may follow
-                    chunk, inflate, fed = inflate.unused_data, zlib.decompressobj(wbits=31), False
-                else:
-                    chunk = inflate.unconsumed_tail
-        if fed:
-            raise HostUnreachable(self.host, f"the compressed output of {self.name} was cut short")
+        try:
+            yield from inflated(self._raw_chunks(), READ_CHUNK)
+        except EOFError:
+            raise HostUnreachable(self.host, f"the compressed output of {self.name} was cut short") from None
 
     def _raw_chunks(self) -> Iterator[bytes]:
         while True:
@@ -376,10 +357,7 @@ class SSHExecutor:
 
 
 def _round_trip(transport: paramiko.Transport, tries: int = 3) -> float:
-    """Return the SSH round trip: the shortest of up to `tries` keepalive requests (sshd answers at once).
-
-    One fast answer settles it; a slow one is asked again, since a busy host can delay a fast one.
-    """
+    """Return the shortest of up to `tries` SSH keepalive round trips (a busy host can delay one answer)."""
     best = float("inf")
     for _ in range(tries):
         started = time.monotonic()

@@ -17,9 +17,7 @@ Blocking a login needs, in main.cf, before `permit_sasl_authenticated`:
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -39,8 +37,10 @@ from bot.mail.commands import TRIM_LISTING, reblocked
 from bot.mail.executor import RemoteProcess, SSHExecutor
 from bot.mail.mailboxes import Mailboxes
 from bot.mail.passwords import SHELL_PATH, set_password
-from bot.mail.queue import QueueAggregator, SelectionMatcher, account_aliases, select_ids
+from bot.mail.postsuper import feed_postsuper
+from bot.mail.queue import QueueAggregator, account_aliases
 from bot.mail.sasl import SaslLog, blocked_keys, login_keys, read_map, read_sasl_log, update_block
+from bot.mail.selection import SelectionMatcher, select_ids
 from bot.mail.subjects import (
     PREFETCH_AFTER,
     SAMPLE_SUBJECTS,
@@ -54,17 +54,14 @@ from bot.mail.suspects import find_suspect
 log = logging.getLogger(__name__)
 
 POSTQUEUE = "/usr/sbin/postqueue"
-POSTSUPER = "/usr/sbin/postsuper"
+
 POSTCAT = "/usr/sbin/postcat"
 POSTFIX = "/usr/sbin/postfix"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
-POSTSUPER_CHUNK = 10_000  # queue IDs per postsuper process
-POSTSUPER_PARALLEL = 2
 # How long the IDs a diagnosis listed may stand in for a new listing: long enough for the steps that
 # follow it, short enough that Postfix cannot have reused a queue ID in between.
 LISTED_IDS_SECONDS = 60.0
 REBOOT_POLL_SECONDS = 1.0
-_POSTSUPER_SUMMARY = re.compile(r"postsuper: (Deleted|Placed on hold|Released from hold): (\d+) messages?")
 # Daemons started by the command (postfix start) must not keep the SSH channel's pipes open.
 _DETACHED = """out=$(mktemp) || exit 1
 ( %s
@@ -156,7 +153,7 @@ class PostfixServer:
         """Put matching messages on hold; return how many."""
         listed = self._listed.take(selection) if self._listed is not None else None
         if listed is not None:
-            return self._feed_postsuper("-h", iter(listed))
+            return feed_postsuper(self.executor, "-h", iter(listed))
         return self._postsuper("-h", selection, skip_queues=frozenset({"hold"}))
 
     def release(self, selection: Selection) -> int:
@@ -339,34 +336,9 @@ class PostfixServer:
         listing, matcher = self._select(selection)
         try:
             ids = select_ids(listing.lines(), matcher, queues=queues, skip_queues=skip_queues)
-            return self._feed_postsuper(flag, ids, before_summary=listing.wait)
+            return feed_postsuper(self.executor, flag, ids, before_summary=listing.wait)
         finally:
             listing.close()
-
-    def _feed_postsuper(
-        self, flag: str, ids: Iterator[str], *, before_summary: Callable[[], object] = lambda: None
-    ) -> int:
-        """Run `postsuper FLAG -` on `ids` as they come, a chunk per process; return the sum of their counts.
-
-        postsuper reads all its input before it acts: one process per chunk lets it act while the listing
-        still runs, and two at a time keep a slow one (deleting is) from holding the rest back.
-        """
-        running: list[RemoteProcess] = []
-        acted = 0
-        try:
-            for chunk in _chunks(ids, POSTSUPER_CHUNK):  # an empty selection runs nothing
-                if len(running) == POSTSUPER_PARALLEL:
-                    acted += postsuper_count(running.pop(0).wait().stderr_tail)
-                running.append(self.executor.start(reblocked([POSTSUPER, flag, "-"], stream="stderr")))
-                running[-1].write(chunk)
-                running[-1].close_stdin()
-            before_summary()  # a failed listing must fail the step, not pass for a short one
-            while running:
-                acted += postsuper_count(running.pop(0).wait().stderr_tail)
-            return acted
-        finally:
-            for process in running:
-                process.close()
 
     def _subjects(self, queue_ids: list[str]) -> tuple[str, ...]:
         if not queue_ids:
@@ -393,24 +365,6 @@ def connect(server: ServerConfig) -> PostfixServer:
     mail_server = PostfixServer(server)
     mail_server.executor.run(["true"], timeout=server.connect_timeout_seconds)
     return mail_server
-
-
-def postsuper_count(stderr_tail: str) -> int:
-    """Return the count in postsuper's summary line ("postsuper: Deleted: 12 messages"), 0 without one."""
-    found = _POSTSUPER_SUMMARY.findall(stderr_tail)
-    return int(found[-1][1]) if found else 0
-
-
-def _chunks(ids: Iterator[str], size: int) -> Iterator[bytes]:
-    """Yield `ids` as newline-terminated lines, `size` IDs at a time."""
-    chunk: list[str] = []
-    for queue_id in ids:
-        chunk.append(queue_id)
-        if len(chunk) >= size:
-            yield ("\n".join(chunk) + "\n").encode()
-            chunk.clear()
-    if chunk:
-        yield ("\n".join(chunk) + "\n").encode()
 
 
 def _count(counter: dict[str, int], names: frozenset[str]) -> int:

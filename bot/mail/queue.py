@@ -18,13 +18,13 @@ import operator
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain, compress
 from operator import itemgetter
 from typing import Any
 
-from bot.core.mailserver import NOT_ACCOUNTS, QueueSnapshot, Ranked, Selection
+from bot.core.mailserver import NOT_ACCOUNTS, QueueSnapshot, Ranked
 
 _loads: Callable[[bytes | str], Any]
 try:  # orjson parses a queue line several times faster than json
@@ -379,59 +379,3 @@ def ranked(counter: Mapping[str, int], n: int) -> tuple[Ranked, ...]:
     """Return the `n` most common names of `counter`, ties broken by name."""
     best = heapq.nsmallest(n, counter.items(), key=lambda item: (-item[1], item[0]))  # O(len log n)
     return tuple(Ranked(name, count) for name, count in best)
-
-
-class SelectionMatcher:
-    """Decides exactly (never by substring) whether a queued message belongs to a Selection."""
-
-    def __init__(self, selection: Selection, *, mail_domain: str, login_of: Mapping[str, str]) -> None:
-        self.senders = account_aliases(selection.sender, mail_domain) if selection.sender else None
-        self.recipients = account_aliases(selection.recipient, mail_domain) if selection.recipient else None
-        self.login_ids: frozenset[str] | None = None
-        if selection.sasl_login:
-            logins = account_aliases(selection.sasl_login, mail_domain)
-            self.login_ids = frozenset(qid for qid, login in login_of.items() if login.lower() in logins)
-        # Bytes each candidate line must contain (case-folded), so most lines skip the JSON parse.
-        # The null sender is "" in the JSON, so it cannot be pre-filtered by name.
-        needles = [*(self.senders or ()), *(self.recipients or ())]
-        usable = needles and NULL_SENDER not in needles
-        self._needles = tuple(f'"{n}"'.encode() for n in needles) if usable else ()
-
-    def matches(self, message: Message) -> bool:
-        """Return True when every field of the selection matches `message`."""
-        if self.login_ids is not None and message["queue_id"] not in self.login_ids:
-            return False
-        if self.senders is not None and sender_of(message) not in self.senders:
-            return False
-        return self.recipients is None or not self.recipients.isdisjoint(recipients_of(message))
-
-    def select_line(self, line: bytes) -> tuple[str, str] | None:
-        """Return (queue_name, queue_id) when the `postqueue -j` line matches, else None."""
-        head = _HEAD_RE.match(line)
-        if head is not None and self.login_ids is not None and head[2].decode() not in self.login_ids:
-            return None
-        if self._needles:
-            folded = line.lower()
-            if not any(needle in folded for needle in self._needles):
-                return None
-        message = parse_line(line)
-        if message is None or not self.matches(message):
-            return None
-        return str(message.get("queue_name", "")), message["queue_id"]
-
-
-def select_ids(
-    lines: Iterable[bytes],
-    matcher: SelectionMatcher,
-    *,
-    queues: frozenset[str] | None = None,
-    skip_queues: frozenset[str] = frozenset(),
-) -> Iterator[str]:
-    """Yield the queue IDs of the matching messages in `queues` (default all) minus `skip_queues`."""
-    for line in lines:
-        found = matcher.select_line(line)
-        if found is None:
-            continue
-        queue_name, queue_id = found
-        if (queues is None or queue_name in queues) and queue_name not in skip_queues:
-            yield queue_id

@@ -11,7 +11,7 @@ import pytest
 from bench.link import ThrottledLink
 from bot.core.diagnosis import to_json
 from bot.core.mailserver import Selection
-from bot.mail import postfix
+from bot.mail import postfix, postsuper
 from bot.mail.commands import command_name
 from bot.mail.postfix import PostfixServer
 from tests.integration.flood import flood, queue_entries
@@ -120,7 +120,7 @@ def test_a_delete_in_many_postsuper_chunks_counts_every_message(
     """postsuper reads all its input before acting, so IDs go a chunk per process, two at a time:
     the counts of every process add up, and nothing of the login's is left."""
     report = flood(clean_lab, count=700, forged_fraction=0.3, legit=10, bounces=0, inbox=0)
-    monkeypatch.setattr(postfix, "POSTSUPER_CHUNK", 64)
+    monkeypatch.setattr(postsuper, "POSTSUPER_CHUNK", 64)
     server = PostfixServer(clean_lab.server_config())
     try:
         commands = started_commands(server, monkeypatch)

@@ -1,0 +1,58 @@
+"""Feeding queue IDs to `postsuper` on the server: a chunk per process, and the count it reports."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+
+from bot.mail.commands import reblocked
+from bot.mail.executor import RemoteProcess, SSHExecutor
+
+POSTSUPER = "/usr/sbin/postsuper"
+POSTSUPER_CHUNK = 10_000  # queue IDs per postsuper process
+POSTSUPER_PARALLEL = 2
+_POSTSUPER_SUMMARY = re.compile(r"postsuper: (Deleted|Placed on hold|Released from hold): (\d+) messages?")
+
+
+def feed_postsuper(
+    executor: SSHExecutor, flag: str, ids: Iterator[str], *, before_summary: Callable[[], object] = lambda: None
+) -> int:
+    """Run `postsuper FLAG -` on `ids` as they come, a chunk per process; return the sum of their counts.
+
+    postsuper reads all its input before it acts: one process per chunk lets it act while the listing
+    still runs, and two at a time keep a slow one (deleting is) from holding the rest back.
+    """
+    running: list[RemoteProcess] = []
+    acted = 0
+    try:
+        for chunk in _chunks(ids, POSTSUPER_CHUNK):  # an empty selection runs nothing
+            if len(running) == POSTSUPER_PARALLEL:
+                acted += postsuper_count(running.pop(0).wait().stderr_tail)
+            running.append(executor.start(reblocked([POSTSUPER, flag, "-"], stream="stderr")))
+            running[-1].write(chunk)
+            running[-1].close_stdin()
+        before_summary()  # a failed listing must fail the step, not pass for a short one
+        while running:
+            acted += postsuper_count(running.pop(0).wait().stderr_tail)
+        return acted
+    finally:
+        for process in running:
+            process.close()
+
+
+def postsuper_count(stderr_tail: str) -> int:
+    """Return the count in postsuper's summary line ("postsuper: Deleted: 12 messages"), 0 without one."""
+    found = _POSTSUPER_SUMMARY.findall(stderr_tail)
+    return int(found[-1][1]) if found else 0
+
+
+def _chunks(ids: Iterator[str], size: int) -> Iterator[bytes]:
+    """Yield `ids` as newline-terminated lines, `size` IDs at a time."""
+    chunk: list[str] = []
+    for queue_id in ids:
+        chunk.append(queue_id)
+        if len(chunk) >= size:
+            yield ("\n".join(chunk) + "\n").encode()
+            chunk.clear()
+    if chunk:
+        yield ("\n".join(chunk) + "\n").encode()
