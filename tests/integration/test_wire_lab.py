@@ -92,7 +92,7 @@ def test_the_hold_after_a_diagnosis_lists_nothing_and_holds_exactly_the_flood(
         held = server.hold(Selection(sender="victim@lab.test")) + server.hold(Selection(sasl_login="victim"))
     finally:
         server.close()
-    assert commands == [postfix.POSTSUPER, postfix.POSTSUPER]  # no listing, no log read
+    assert commands == [postsuper.POSTSUPER, postsuper.POSTSUPER]  # no listing, no log read
     held_ids = {m["queue_id"] for m in queue_entries(clean_lab) if m["queue_name"] == "hold"}
     assert held == len(held_ids) == report.from_login + report.forged  # the login's, forged senders too
     others = [m for m in queue_entries(clean_lab) if m["queue_name"] != "hold"]
@@ -111,7 +111,7 @@ def test_listed_ids_expire_and_the_hold_lists_again(clean_lab: Lab, monkeypatch:
         assert server.hold(Selection(sender="victim@lab.test")) == report.from_login
     finally:
         server.close()
-    assert postfix.POSTQUEUE in commands and postfix.POSTSUPER in commands
+    assert postfix.POSTQUEUE in commands and postsuper.POSTSUPER in commands
 
 
 def test_a_delete_in_many_postsuper_chunks_counts_every_message(
@@ -127,5 +127,5 @@ def test_a_delete_in_many_postsuper_chunks_counts_every_message(
         assert server.delete(Selection(sasl_login="victim")) == report.from_login + report.forged
     finally:
         server.close()
-    assert commands.count(postfix.POSTSUPER) == -(-700 // 64)
+    assert commands.count(postsuper.POSTSUPER) == -(-700 // 64)
     assert len(queue_entries(clean_lab)) == report.legit
