@@ -19,17 +19,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script: import bot and tests from the checkout
+# Run as a script: import bot and tests from the checkout, and never bench/queue.py as the standard
+# library's queue (the script's own folder comes first on sys.path).
+sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import os  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from typing import Any  # noqa: E402
 
+from bench.latency import cut, describe  # noqa: E402
 from storage.models import Incident  # noqa: E402
 from tests.fakes import FakeMailServer, file_server  # noqa: E402
 from tests.slack.conftest import BOT_TOKEN, Bot, start_bot, stop_bot  # noqa: E402
@@ -71,16 +73,14 @@ def measure(bot: Bot, requests: int, concurrency: int, text: str | None = None) 
 
 
 def percentiles(latencies: list[float]) -> str:
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    p50, p99 = cuts[49], cuts[98]
     return (
-        f"ack latency: p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms "
-        f"(target p99 < {TARGET_P99 * 1000:.0f} ms: {'met' if p99 < TARGET_P99 else 'MISSED'})"
+        f"ack latency: {describe(latencies)} "
+        f"(target p99 < {TARGET_P99 * 1000:.0f} ms: {'met' if p99_met(latencies) else 'MISSED'})"
     )
 
 
 def p99_met(latencies: list[float]) -> bool:
-    return statistics.quantiles(latencies, n=100, method="inclusive")[98] < TARGET_P99
+    return cut(latencies, 99) < TARGET_P99
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,18 +1,35 @@
 """mailfix.toml and the environment, read and validated in one place.
 
+The dataclasses below are the schema: each field's type says what the file may hold (pydantic checks
+it when the file is loaded; code and tests that build a `Config` directly are not re-checked).
 `load_config` reports every problem at once, each naming the file, the key and what is wrong.
 Only the entry point reads `.env`; everything below takes a `Config` and a `Secrets`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    with_config,
+)
+from pydantic import ValidationInfo as Info
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from bot.errors import ConfigError, UnknownServer
 
@@ -23,64 +40,170 @@ PASSWORD_BACKENDS = ("chpasswd", "doveadm-passwd-file", "command")
 COMPRESSION = ("auto", "always", "never")
 DEFAULT_PROTECTED = ("root", "postmaster", "abuse", "mailer-daemon")
 ACCOUNT_NAME_RE = re.compile(r"[A-Za-z0-9._+-]{1,64}(?:@[A-Za-z0-9.-]{1,253})?")
+USER_RE = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,63}")  # the SSH login
+DOMAIN_RE = re.compile(r"(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+HOST_RE = re.compile(r"[A-Za-z0-9.:_\[\]-]{1,253}")  # a name or an address, nothing a shell or URL would split
+SERVER_PATH_RE = re.compile(r"/[^\x00-\x1f\x7f]*")  # absolute on the server, one line
 
 
+def _fail(message: str) -> PydanticCustomError:
+    return PydanticCustomError("mailfix", "{message}", {"message": message})
+
+
+def _got(value: object) -> str:
+    """Return `value` as the file wrote it (true, not True), cut short."""
+    text = ("true" if value else "false") if isinstance(value, bool) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
+    """A check that the string matches `pattern`; `message` may name what it got as {got}."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise _fail(message.format(got=_got(value)))
+        return value
+
+    return AfterValidator(check)
+
+
+def _choice(choices: tuple[str, ...], legacy: Callable[[bool], str] | None = None) -> PlainValidator:
+    """One of `choices`; with `legacy`, a TOML boolean too (mapped to a choice)."""
+
+    def check(value: Any) -> str:
+        if legacy is not None and isinstance(value, bool):
+            return legacy(value)
+        if isinstance(value, str) and value in choices:
+            return value
+        also = " (or true/false)" if legacy else ""
+        raise _fail(f"must be one of {', '.join(choices)}{also}, got {_got(value)}")
+
+    return PlainValidator(check)
+
+
+def _local_file(value: Any, info: Info) -> Path:
+    """A file on this machine, relative to the config's folder unless absolute (~ expanded)."""
+    if not isinstance(value, str) or not value:
+        raise _fail(f"must be a file name (a non-empty string), got {_got(value)}")
+    file = (info.context or {}).get("base", Path()) / Path(value).expanduser()
+    if not file.is_file():
+        raise _fail(f"file not found: {file}")
+    return file
+
+
+def _account(value: str) -> str:
+    # Compared lower-cased with account names, never sent to a server: a plain name check is enough here.
+    if not ACCOUNT_NAME_RE.fullmatch(value):
+        raise _fail(f"expected an account name (user or user@domain), got {_got(value)}")
+    return value.lower()
+
+
+def _ipv4(value: Any) -> str:
+    """An IPv4 address, or "" for none."""
+    try:
+        if isinstance(value, str) and (value == "" or ipaddress.IPv4Address(value)):
+            return value
+    except ValueError:
+        pass
+    raise _fail(f"must be an IPv4 address, got {_got(value)}")
+
+
+def _dns_server(value: str) -> str:
+    host = value.rsplit(":", 1)[0].strip("[]") if value.count(":") == 1 or "]:" in value else value
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise _fail(f"expected an IP address ('host' or 'host:port'), got {_got(value)}") from None
+    return value
+
+
+def _some(what: str) -> AfterValidator:
+    """A check that the list is not empty (after its items passed theirs)."""
+
+    def check(value: Any) -> Any:
+        if not value:
+            raise _fail(f"expected {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _range(*, le: float, gt: float | None = None, ge: float | None = None) -> Any:
+    """A finite number, a TOML integer or float (never a string or a boolean), in range."""
+    return Field(strict=True, gt=gt, ge=ge, le=le, allow_inf_nan=False)
+
+
+# What a key may hold. Strict: a boolean is a TOML boolean, a number a TOML number, a string a string.
+Text = Annotated[str, Strict(), Field(min_length=1)]
+SlackUser = Annotated[str, Strict(), _matching(SLACK_ID_RE, "malformed Slack user ID {got} (expected like U0123ABCD)")]
+Channel = Annotated[str, Strict(), _matching(CHANNEL_ID_RE, "expected a Slack channel ID like C0123ABCD, got {got}")]
+Domain = Annotated[str, Strict(), _matching(DOMAIN_RE, "expected a domain name like example.org, got {got}")]
+ServerPath = Annotated[str, Strict(), _matching(SERVER_PATH_RE, "must be an absolute path on the server, got {got}")]
+LocalFile = Annotated[Path, PlainValidator(_local_file)]
+Flag = Annotated[bool, Strict()]
+Count = Annotated[int, Field(strict=True, ge=1, le=10**9)]
+MINUTES = _range(gt=0, le=7 * 24 * 60)  # a week: more overflows nothing but is surely a typo
+SECONDS = _range(gt=0, le=24 * 3600)
+
+
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class ServerConfig:
     """One `[[servers]]` table: how to reach a mail server and how to act on it."""
 
-    name: str
-    host: str
-    user: str
-    key_file: Path
-    known_hosts: Path
-    mail_domain: str
-    port: int = 22
-    postfix_log: str = "/var/log/mail.log"
-    password_backend: str = "chpasswd"
-    passwd_file: str = "/etc/dovecot/users"  # for doveadm-passwd-file
-    password_command: str = ""  # for command: reads "user password" on stdin
-    sasl_access_map: str = "/etc/postfix/sasl_access"
-    archive_before_purge: bool = True  # a wrong cleanup can be undone: `mailfix restore-inbox`
-    archive_dir: str = "/var/backups/mailfix"
-    restart_command: str = "postfix stop; postfix start"
-    reboot_command: str = "/sbin/reboot"
-    reboot_deadline_seconds: int = 900
-    connect_timeout_seconds: float = 10.0
-    command_timeout_seconds: float = 300.0
+    name: Annotated[str, Strict(), _matching(SERVER_NAME_RE, "use lower-case letters, digits, '.', '_' and '-'")]
+    host: Annotated[str, Strict(), _matching(HOST_RE, "expected a host name or an IP address, got {got}")]
+    user: Annotated[str, Strict(), _matching(USER_RE, "expected a login name, got {got}")]
+    key_file: LocalFile
+    known_hosts: LocalFile
+    mail_domain: Domain
+    port: Annotated[int, Field(strict=True, ge=1, le=65535)] = 22
+    postfix_log: ServerPath = "/var/log/mail.log"
+    password_backend: Annotated[str, _choice(PASSWORD_BACKENDS)] = "chpasswd"
+    passwd_file: ServerPath = "/etc/dovecot/users"  # for doveadm-passwd-file
+    password_command: Annotated[str, Strict()] = ""  # for command: reads "user password" on stdin
+    sasl_access_map: ServerPath = "/etc/postfix/sasl_access"
+    archive_before_purge: Flag = True  # a wrong cleanup can be undone: `mailfix restore-inbox`
+    archive_dir: ServerPath = "/var/backups/mailfix"
+    restart_command: Text = "postfix stop; postfix start"
+    reboot_command: Text = "/sbin/reboot"
+    reboot_deadline_seconds: Annotated[int, Field(strict=True, ge=1, le=24 * 3600)] = 900
+    connect_timeout_seconds: Annotated[float, _range(gt=0, le=600)] = 10.0
+    command_timeout_seconds: Annotated[float, SECONDS] = 300.0
     # Large outputs (the queue listing, the log lines) travel gzip'ed: "auto" when the link's round
     # trip is 5 ms or more (not a LAN), "always" or "never"; true/false in the file mean always/never.
-    compression: str = "auto"
-    public_ip: str = ""
+    compression: Annotated[str, _choice(COMPRESSION, lambda on: "always" if on else "never")] = "auto"
+    public_ip: Annotated[str, PlainValidator(_ipv4)] = ""
     # Never named, offered, picked or contained; mailfix adds the SSH user and, with chpasswd, every
     # system account (uid below 1000) that the server has.
-    protected_accounts: tuple[str, ...] = DEFAULT_PROTECTED
+    protected_accounts: tuple[Annotated[str, Strict(), AfterValidator(_account)], ...] = DEFAULT_PROTECTED
 
 
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class Config:
     """Everything in mailfix.toml."""
 
-    channel: str
-    directors: frozenset[str]
-    operators: frozenset[str]
-    servers: tuple[ServerConfig, ...]
-    readers: frozenset[str] = frozenset()  # may read status, list and reports, besides operators and directors
-    cli_users: dict[str, str] = field(default_factory=dict)
-    flood_threshold: int = 500
-    normal_queue_size: int = 200
-    hold_before_approval: bool = True
-    monitor_minutes: float = 15
-    restart_monitor_minutes: float = 5
-    check_interval_seconds: float = 30
-    approval_timeout_minutes: float = 30
-    allow_self_approval: bool = False
-    password_message_minutes: float = 60
-    watch_interval_seconds: float = 0  # 0: no flood watch inside serve/socket
-    dnsbl_zones: tuple[str, ...] = ()
-    dns_servers: tuple[str, ...] = ()  # "host" or "host:port"; empty: the system resolver
-    dns_timeout_seconds: float = 2.0
-    path: Path = Path("mailfix.toml")
+    channel: Channel
+    directors: Annotated[frozenset[SlackUser], _some("a non-empty list of Slack user IDs")]
+    operators: Annotated[frozenset[SlackUser], _some("a non-empty list of Slack user IDs")]
+    servers: Annotated[tuple[ServerConfig, ...], _some("at least one [[servers]] table")]
+    readers: frozenset[SlackUser] = frozenset()  # may read status, list and reports, besides operators and directors
+    cli_users: dict[str, SlackUser] = field(default_factory=dict)
+    flood_threshold: Count = 500
+    normal_queue_size: Count = 200
+    hold_before_approval: Flag = True
+    monitor_minutes: Annotated[float, MINUTES] = 15
+    restart_monitor_minutes: Annotated[float, MINUTES] = 5
+    check_interval_seconds: Annotated[float, SECONDS] = 30
+    approval_timeout_minutes: Annotated[float, MINUTES] = 30
+    allow_self_approval: Flag = False
+    password_message_minutes: Annotated[float, MINUTES] = 60
+    watch_interval_seconds: Annotated[float, _range(ge=0, le=24 * 3600)] = 0  # 0: no flood watch inside serve/socket
+    dnsbl_zones: tuple[Domain, ...] = ()
+    dns_servers: tuple[Annotated[str, Strict(), AfterValidator(_dns_server)], ...] = ()  # empty: the system resolver
+    dns_timeout_seconds: Annotated[float, _range(gt=0, le=60)] = 2.0
+    path: Path = Path("mailfix.toml")  # where it was read from: not a key of the file
 
     def server(self, name: str | None) -> ServerConfig:
         """Return the named server, or the only one when `name` is None."""
@@ -118,199 +241,127 @@ class Secrets:
         )
 
 
-_TOP_KEYS = {f.name for f in fields(Config)} - {"path"}
-_SERVER_KEYS = {f.name for f in fields(ServerConfig)}
-_SERVER_REQUIRED = ("name", "host", "user", "key_file", "known_hosts", "mail_domain")
-_POSITIVE = (
-    "flood_threshold",
-    "normal_queue_size",
-    "monitor_minutes",
-    "restart_monitor_minutes",
-    "check_interval_seconds",
-    "approval_timeout_minutes",
-    "password_message_minutes",
-    "dns_timeout_seconds",
-)
+_CONFIG = TypeAdapter(Config)
+_SERVER = TypeAdapter(ServerConfig)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Return the TOML in `path`; raise ConfigError saying why it cannot be read."""
+    try:
+        return tomllib.loads(path.read_bytes().decode())
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found (copy mailfix.example.toml)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
 
 
 def load_config(path: Path) -> Config:
     """Read and validate `path`; raise ConfigError listing every problem."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found (copy mailfix.example.toml)"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    return parse_config(raw, path)
+    return parse_config(read_toml(path), path)
 
 
 def parse_config(raw: dict[str, Any], path: Path) -> Config:
-    problems = _Problems(path)
-    bad = problems.add
-
-    for key in sorted(set(raw) - _TOP_KEYS):
-        bad(key, "unknown key")
-    defaults = Config(channel="", directors=frozenset(), operators=frozenset(), servers=())
-
-    channel = raw.get("channel")
-    if not isinstance(channel, str) or not CHANNEL_ID_RE.fullmatch(channel):
-        bad("channel", f"expected a Slack channel ID like C0123ABCD, got {channel!r}")
-
-    people: dict[str, frozenset[str]] = {}
-    for key in ("directors", "operators", "readers"):
-        value = raw.get(key, [] if key == "readers" else None)
-        if key == "readers" and value == []:
-            people[key] = frozenset()
-            continue
-        if not isinstance(value, list) or not value:
-            bad(key, "expected a non-empty list of Slack user IDs")
-            people[key] = frozenset()
-            continue
-        for i, uid in enumerate(value):
-            if not isinstance(uid, str) or not SLACK_ID_RE.fullmatch(uid):
-                bad(f"{key}[{i}]", f"malformed Slack user ID {uid!r} (expected like U0123ABCD)")
-        people[key] = frozenset(u for u in value if isinstance(u, str))
-
-    cli_users = raw.get("cli_users", {})
-    if not isinstance(cli_users, dict):
-        bad("cli_users", "expected a table of login = Slack user ID")
-        cli_users = {}
-    for login, uid in cli_users.items():
-        if not isinstance(uid, str) or not SLACK_ID_RE.fullmatch(uid):
-            bad(f"cli_users.{login}", f"malformed Slack user ID {uid!r}")
-
-    numbers: dict[str, Any] = {}
-    for key in _POSITIVE:
-        value = raw.get(key, getattr(defaults, key))
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            bad(key, f"must be a positive number, got {value!r}")
-        numbers[key] = value
-    for key in ("hold_before_approval", "allow_self_approval"):
-        value = raw.get(key, getattr(defaults, key))
-        if not isinstance(value, bool):
-            bad(key, f"must be true or false, got {value!r}")
-        numbers[key] = value
-
-    numbers["watch_interval_seconds"] = raw.get("watch_interval_seconds", 0)
-    if (
-        isinstance(numbers["watch_interval_seconds"], bool)
-        or not isinstance(numbers["watch_interval_seconds"], int | float)
-        or numbers["watch_interval_seconds"] < 0
-    ):
-        bad("watch_interval_seconds", "must be 0 (off) or a positive number of seconds")
-    for key in ("dnsbl_zones", "dns_servers"):
-        value = raw.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            bad(key, "expected a list of strings")
-            value = []
-        numbers[key] = tuple(value)
-    for server in numbers["dns_servers"]:
-        host = server.rsplit(":", 1)[0].strip("[]") if server.count(":") == 1 or "]:" in server else server
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            bad("dns_servers", f"expected IP addresses ('host' or 'host:port'), got {server!r}")
-    servers = _parse_servers(raw.get("servers"), path, problems)
+    """Return the Config `raw` describes; raise ConfigError listing every problem, each naming its key."""
+    problems = []
+    values = {k: v for k, v in raw.items() if k != "path"}
+    try:
+        config = _CONFIG.validate_python(values, context={"base": path.parent})
+    except ValidationError as exc:
+        problems = [f"{path}: {_key(error['loc'], raw)}: {_say(error)}" for error in exc.errors()]
+    problems += [f"{path}: {key}: {what}" for key, what in _across_keys(raw)]
     if problems:
         raise ConfigError(problems)
-    return Config(
-        channel=str(channel),
-        directors=people["directors"],
-        operators=people["operators"],
-        readers=people["readers"],
-        servers=servers,
-        cli_users=dict(cli_users),
-        path=path,
-        **numbers,
-    )
+    return dataclasses.replace(config, path=path)
 
 
-def _is_account(value: object) -> bool:
-    # Compared lower-cased with account names, never sent to a server: a plain name check is enough here.
-    return isinstance(value, str) and ACCOUNT_NAME_RE.fullmatch(value) is not None
+def valid_servers(raw: dict[str, Any], path: Path) -> list[tuple[int, ServerConfig]]:
+    """Return the `[[servers]]` tables of `raw` that are valid on their own, with their index."""
+    tables = raw.get("servers")
+    found = []
+    for i, table in enumerate(tables if isinstance(tables, list) else []):
+        try:
+            found.append((i, _SERVER.validate_python(table, context={"base": path.parent})))
+        except ValidationError:
+            continue  # parse_config names what is wrong with it
+    return found
 
 
-def _relative_to(base: Path, file: str) -> Path:
-    """Return `file` with ~ expanded, relative to the config's folder unless absolute."""
-    return base / Path(file).expanduser()
+def server_key(i: int, raw: dict[str, Any]) -> str:
+    """Return how problems name the i-th server: `servers[0] (mail1)`."""
+    tables = raw.get("servers")
+    table = tables[i] if isinstance(tables, list) and i < len(tables) else None
+    name = table.get("name") if isinstance(table, dict) else None
+    return f"servers[{i}] ({name})" if isinstance(name, str) and name else f"servers[{i}]"
 
 
-class _Problems(list[str]):
-    """Problems found so far, each prefixed with the file."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-    def add(self, key: str, what: str) -> None:
-        self.append(f"{self.path}: {key}: {what}")
-
-
-def _parse_servers(value: Any, path: Path, problems: _Problems) -> tuple[ServerConfig, ...]:
-    bad = problems.add
-    if not isinstance(value, list) or not value:
-        bad("servers", "expected at least one [[servers]] table")
-        return ()
-    servers: list[ServerConfig] = []
+def _across_keys(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return the problems no single key's type can show: duplicate names, a backend without its command."""
+    found = [("path", "unknown key")] if "path" in raw else []
+    tables = raw.get("servers")
     seen: set[str] = set()
-    base = path.parent
-    for i, table in enumerate(value):
-        where = f"servers[{i}]"
+    for i, table in enumerate(tables if isinstance(tables, list) else []):
         if not isinstance(table, dict):
-            bad(where, "expected a table")
             continue
-        name = table.get("name", "")
-        if isinstance(name, str) and name:
-            where = f"servers[{i}] ({name})"
-        before = len(problems)
-        for key in sorted(set(table) - _SERVER_KEYS):
-            bad(f"{where}.{key}", "unknown key")
-        for key in _SERVER_REQUIRED:
-            if not isinstance(table.get(key), str) or not table.get(key):
-                bad(f"{where}.{key}", "missing (a non-empty string is required)")
-        if isinstance(name, str) and name:
-            if not SERVER_NAME_RE.fullmatch(name):
-                bad(f"{where}.name", "use lower-case letters, digits, '.', '_' and '-'")
-            if name in seen:
-                bad(f"{where}.name", f"duplicate server name {name!r}")
+        name = table.get("name")
+        if isinstance(name, str) and name in seen:
+            found.append((f"{server_key(i, raw)}.name", f"duplicate server name {name!r}"))
+        if isinstance(name, str):
             seen.add(name)
-        for key in ("key_file", "known_hosts"):
-            file = table.get(key)
-            if isinstance(file, str) and file and not _relative_to(base, file).is_file():
-                bad(f"{where}.{key}", f"file not found: {_relative_to(base, file)}")
-        port = table.get("port", 22)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            bad(f"{where}.port", f"must be a TCP port, got {port!r}")
-        backend = table.get("password_backend", "chpasswd")
-        if backend not in PASSWORD_BACKENDS:
-            bad(f"{where}.password_backend", f"must be one of {', '.join(PASSWORD_BACKENDS)}, got {backend!r}")
-        if backend == "command" and not table.get("password_command"):
-            bad(f"{where}.password_command", "required when password_backend = 'command'")
-        for key in ("reboot_deadline_seconds", "connect_timeout_seconds", "command_timeout_seconds"):
-            number = table.get(key, 1)
-            if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
-                bad(f"{where}.{key}", f"must be a positive number, got {number!r}")
-        compression = table.get("compression", "auto")
-        if compression not in COMPRESSION and not isinstance(compression, bool):
-            bad(f"{where}.compression", f"must be one of {', '.join(COMPRESSION)} (or true/false), got {compression!r}")
-        if not isinstance(table.get("archive_before_purge", True), bool):
-            bad(f"{where}.archive_before_purge", f"must be true or false, got {table['archive_before_purge']!r}")
-        protected = table.get("protected_accounts", list(DEFAULT_PROTECTED))
-        if not isinstance(protected, list) or not all(_is_account(a) for a in protected):
-            bad(f"{where}.protected_accounts", "expected a list of account names (user or user@domain)")
-        public_ip = table.get("public_ip", "")
-        if public_ip:
-            try:
-                ipaddress.IPv4Address(public_ip)
-            except (ValueError, TypeError):
-                bad(f"{where}.public_ip", f"must be an IPv4 address, got {public_ip!r}")
-        if len(problems) > before:
-            continue
-        values = {k: table[k] for k in table if k in _SERVER_KEYS}
-        values["key_file"] = _relative_to(base, table["key_file"])
-        values["known_hosts"] = _relative_to(base, table["known_hosts"])
-        values["protected_accounts"] = tuple(a.lower() for a in protected)
-        if isinstance(compression, bool):
-            values["compression"] = "always" if compression else "never"
-        servers.append(ServerConfig(**values))
-    return tuple(servers)
+        if table.get("password_backend") == "command" and not table.get("password_command"):
+            found.append((f"{server_key(i, raw)}.password_command", "required when password_backend = 'command'"))
+    return found
+
+
+def _key(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    """Return the key path an error's location names: `servers[0] (mail1).port`, `directors[1]`."""
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key = server_key(part, raw) if key == "servers" else f"{key}[{part}]"
+        else:
+            key = f"{key}.{part}" if key else str(part)
+    return key
+
+
+# What a failed check means, in the words of the file (TOML), not of Python.
+_MEANS = {
+    "missing": "missing (required)",
+    "unexpected_keyword_argument": "unknown key",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "int_type": "must be a whole number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "frozen_set_type": "must be a list",
+    "dict_type": "must be a table",
+    "dataclass_type": "must be a table",
+    "string_too_short": "must not be empty",
+}
+_BOUNDS = {
+    "greater_than": "greater than {gt}",
+    "greater_than_equal": "at least {ge}",
+    "less_than_equal": "at most {le}",
+}
+
+
+def _number(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _say(error: ErrorDetails) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "mailfix":
+        return str(ctx["message"])
+    if kind in ("missing", "unexpected_keyword_argument"):
+        return _MEANS[kind]
+    if kind in _BOUNDS:
+        means = "must be " + _BOUNDS[kind].format(**{k: _number(v) for k, v in ctx.items()})
+    else:
+        means = _MEANS.get(kind) or error["msg"].replace("Input should be", "must be")
+    return f"{means}, got {_got(error['input'])}"

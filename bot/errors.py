@@ -137,3 +137,8 @@ class CommandFailed(ExecutorError):
 
 class CommandTimeout(ExecutorError):
     pass
+
+
+class DeliveryDelayed(MailfixError):
+    """A message the runbook must deliver (the password's DM) found the chat service busy or silent for now:
+    a passing fault, which the scheduler retries like an unreachable server."""

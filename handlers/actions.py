@@ -24,8 +24,13 @@ if TYPE_CHECKING:
 def request_of(body: dict, event: Event) -> Request:
     """Return what the click asks: the value of the button, or of the option chosen in a select."""
     action = body["actions"][0]
-    value = (action.get("selected_option") or {}).get("value") if "selected_option" in action else action.get("value")
-    return requests.decode(value, event)
+    option = action.get("selected_option")
+    value = (
+        (option.get("value") if isinstance(option, dict) else None)
+        if "selected_option" in action
+        else action.get("value")
+    )
+    return requests.decode(value, event)  # anything but a value mailfix wrote is a BadRequest
 
 
 def _act(event: Event) -> Any:

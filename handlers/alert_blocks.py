@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_sdk.models.blocks import ActionsBlock, Block, HeaderBlock
 
 from bot.core.watch import UNREACHABLE, alert_text
-from handlers.blocks import Message, button, clip, confirm, escape, section, to_message
+from handlers.blocks import Message, button, clip, confirm, escape, person, section, to_message, when
 from handlers.ids import ActionId, BlockId
 from storage.models import FloodAlert
 
@@ -17,8 +17,8 @@ def alert_message(alert: FloodAlert) -> Message:
         title = f"{alert.server} is reachable again" if closed else f"{alert.server} cannot be reached"
         emoji = ":white_check_mark:" if closed else ":electric_plug:"
         body = f"*Error:* `{escape(clip(str(d.get('error', '')), 500))}`"
-        since = f"Unreachable since {alert.opened_at:%H:%M} UTC" + (
-            f", reachable again at {alert.closed_at:%H:%M} UTC" if alert.closed_at else ""
+        since = f"Unreachable since {when(alert.opened_at)}" + (
+            f", reachable again {when(alert.closed_at)}" if alert.closed_at else ""
         )
         lines = [body, since]
     else:
@@ -32,12 +32,12 @@ def alert_message(alert: FloodAlert) -> Message:
             f"• {d.get('queued_from', 0)} sent from the address · {d.get('queued_by_login', 0)} by its login"
             f" · {d.get('queued_to', 0)} addressed to it",
             f"• Queue total {d.get('queue_total', '?')}" + (f" ({by_queue})" if by_queue else ""),
-            f"Seen at {alert.opened_at:%H:%M} UTC by the flood watch",
+            f"Seen {when(alert.opened_at)} by the flood watch",
         ]
         if d.get("incident_id"):
-            lines.append(f":eyes: Incident #{d['incident_id']} opened by <@{d.get('incident_opened_by', '')}>")
+            lines.append(f":eyes: Incident #{d['incident_id']} opened by {person(d.get('incident_opened_by'))}")
         elif alert.closed_at is not None:
-            lines.append(f":white_check_mark: Ended on its own at {alert.closed_at:%H:%M} UTC, no incident opened")
+            lines.append(f":white_check_mark: Ended on its own {when(alert.closed_at)}, no incident opened")
     blocks: list[Block] = [
         HeaderBlock(text=clip(title, 150), block_id=BlockId.ALERT_HEADER),
         section(f"{emoji} " + "\n".join(lines), BlockId.ALERT_FACTS),

@@ -6,24 +6,30 @@ a thread pool of its own, so a slow step never delays the next request's ack.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import threading
-from collections import OrderedDict
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt import App, BoltResponse
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
 
 import handlers
 from bot.config import Config, Secrets
 from bot.core.runbook import Runbook
 from bot.errors import ConfigError
+from handlers import retries, shape
 from handlers.replies import report_error
 from handlers.worker import Worker
+from storage.deliveries import Deliveries
+from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
@@ -41,29 +47,38 @@ def slack_client(secrets: Secrets) -> WebClient:
     return WebClient(
         token=secrets.slack_bot_token,
         base_url=base_url if base_url.endswith("/") else base_url + "/",
-        timeout=15,
-        # Monitoring updates the message every check: ride out rate limits and dropped connections.
-        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=2), RateLimitErrorRetryHandler(max_retry_count=3)],
+        timeout=retries.TIMEOUT,
+        # Ride out rate limits, 5xx and dropped connections, repeating only what is harmless to repeat.
+        retry_handlers=retries.retry_handlers(),
     )
 
 
 class Redeliveries:
-    """Remembers the requests seen lately, so a retry of one already acked is acked and dropped."""
+    """The Slack requests any replica has received (kept in the database), so a retry of one runs nowhere again."""
 
-    def __init__(self, size: int = 2000) -> None:
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._size = size
+    KEEP = timedelta(days=1)  # Slack retries within minutes and refuses signatures older than 5 minutes
+    PRUNE_EVERY = 3600.0  # seconds between deletions of the keys older than KEEP
+
+    def __init__(self, repo: Repository) -> None:
+        self._deliveries = Deliveries(repo)
         self._lock = threading.Lock()
+        self._next_prune = 0.0  # monotonic time; the first request prunes what a previous run left
 
     def first_time(self, key: str) -> bool:
-        """Record `key`; return False if it was seen before."""
+        """Record `key`; return False if this or another replica recorded it before."""
+        if len(key) > 200:  # the column's width; Slack's ids are far shorter
+            key = hashlib.sha256(key.encode()).hexdigest()
+        first = self._deliveries.first(key=key)
         with self._lock:
-            if key in self._seen:
-                return False
-            self._seen[key] = None
-            if len(self._seen) > self._size:
-                self._seen.popitem(last=False)
-            return True
+            prune, now = False, time.monotonic()
+            if now >= self._next_prune:
+                prune, self._next_prune = True, now + self.PRUNE_EVERY
+        if prune:
+            try:
+                self._deliveries.forget(older_than=self.KEEP)
+            except Exception:  # pruning is housekeeping: the next hour tries again
+                log.exception("could not prune old Slack request keys")
+        return first
 
 
 def _request_key(body: Mapping[str, Any]) -> str | None:
@@ -91,16 +106,16 @@ def build_app(
         process_before_response=False,
         listener_executor=ThreadPoolExecutor(max_workers=8, thread_name_prefix="mailfix-listener"),
     )
-    redeliveries = Redeliveries()
+    redeliveries = Redeliveries(runbook.repo)
 
     @app.middleware
-    def drop_redelivered(body: dict, request: Any, next: Callable[[], None]) -> BoltResponse | None:
-        # Slack retries (X-Slack-Retry-Num) what it thinks went unanswered. A retry of a request this
-        # process has seen is acked and dropped; one it has not seen (another replica, a restart)
-        # runs, and the runbook's persisted transitions make its steps run once anyway.
+    def drop_redelivered(body: dict, next: Callable[[], None]) -> BoltResponse | None:
+        # Slack retries (X-Slack-Retry-Num) what it thinks went unanswered, to whichever replica the load
+        # balancer picks. Only signed requests get here (Bolt checks the signature first). The replica
+        # that records the request's key first handles it; the same request again, at any replica, is
+        # acked and dropped, so the person sees one effect.
         key = _request_key(body)
-        first = redeliveries.first_time(key) if key else True
-        if not first and request.headers.get("x-slack-retry-num"):
+        if key and not redeliveries.first_time(key):
             return BoltResponse(status=200, body="")
         next()
         return None
@@ -129,9 +144,10 @@ def health(runbook: Runbook) -> tuple[int, str]:
     return (200, "ok\n") if ok else (503, "database unreachable\n")
 
 
-def wsgi_app(app: App, runbook: Runbook) -> Callable[[dict, Callable], Iterable[bytes]]:
+def wsgi_app(app: App, runbook: Runbook, signing_secret: str) -> Callable[[dict, Callable], Iterable[bytes]]:
     """Return the WSGI application: Bolt on POST /slack/events, the health check on GET /healthz."""
     bolt = SlackRequestHandler(app, path=EVENTS_PATH)
+    verifier = SignatureVerifier(signing_secret)
 
     def application(environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
@@ -139,6 +155,21 @@ def wsgi_app(app: App, runbook: Runbook) -> Callable[[dict, Callable], Iterable[
             reason = "OK" if status == 200 else "Service Unavailable"
             start_response(f"{status} {reason}", [("Content-Type", "text/plain; charset=utf-8")])
             return [text.encode()]
+        if environ.get("REQUEST_METHOD") == "POST":
+            # Read the body once, check its shape (Bolt would fail on a wrong one), and hand Bolt a copy.
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+            problem = shape.malformed(body, environ.get("CONTENT_TYPE") or "")
+            if problem is not None:
+                headers = {
+                    "x-slack-request-timestamp": environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""),
+                    "x-slack-signature": environ.get("HTTP_X_SLACK_SIGNATURE", ""),
+                }
+                signed = verifier.is_valid_request(body, headers)
+                log.warning("refused a Slack request of the wrong shape (%s, signed: %s)", problem, signed)
+                status = "400 Bad Request" if signed else "401 Unauthorized"
+                start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+                return [f"malformed request: {problem}\n".encode() if signed else b"invalid request\n"]
         return bolt(environ, start_response)
 
     return application

@@ -7,9 +7,10 @@ the mail queue (addresses, subjects) is escaped, so spam cannot ping `@channel` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -20,10 +21,15 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.core.notifier import STAMP_RE
+from bot.core.steps import SYSTEM_ACTOR
 from bot.core.table import State
 from handlers.ids import COMMAND
 from storage.models import Incident
 
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")  # what a Slack user ID looks like: nothing else becomes a mention
+MENTION = re.compile(r"<@([A-Z0-9]+)>")
+LEADING_MENTIONS = re.compile(r"(?::[a-z0-9_+-]+: )?(?:<@[A-Z0-9]+> ?)+")  # ":raised_hand: <@U1> <@U2> "
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
 MAX_BUTTON_LABEL = 75
@@ -74,9 +80,34 @@ def state_text(incident: Incident) -> str:
     return str(incident.state).replace("_", " ")
 
 
+def when(at: datetime, *, seconds: bool = False) -> str:
+    """Return `at` as a Slack date, which each reader sees in their own time zone ("today 03:10"); UTC as fallback."""
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    token = "{date_short_pretty} {time_secs}" if seconds else "{date_short_pretty} {time}"
+    return f"<!date^{int(at.timestamp())}^{token}|{at:%Y-%m-%d %H:%M{':%S' if seconds else ''}} UTC>"
+
+
+def person(user_id: str | None) -> str:
+    """Return a Slack user as a mention (Slack shows their name); mailfix itself by name."""
+    if not user_id or user_id == SYSTEM_ACTOR:
+        return "mailfix"
+    return f"<@{user_id}>" if USER_ID.fullmatch(user_id) else escape(user_id)
+
+
 def escape(text: object) -> str:
     """Return `text` safe inside mrkdwn: Slack's three control characters escaped."""
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def thread_text(text: str, directors: Iterable[str]) -> str:
+    """Return a step's text for the thread: escaped (it quotes queue data a spammer controls), except the
+    director mentions mailfix puts at its very start, which stay mentions; its stamped times become Slack dates."""
+    lead = LEADING_MENTIONS.match(text)
+    kept = ""
+    if lead and set(MENTION.findall(lead[0])) <= set(directors):
+        kept, text = lead[0], text[lead.end() :]
+    safe = kept + escape(text)
+    return STAMP_RE.sub(lambda m: when(datetime.strptime(m[1], "%Y-%m-%d %H:%M")), safe)
 
 
 def to_message(text: str, blocks: Iterable[Block]) -> Message:
@@ -143,14 +174,37 @@ def incident_line(incident: Incident) -> str:
     account = f" · `{escape(incident.suspect_address)}`" if incident.suspect_address else ""
     return (
         f"{STATE_EMOJI.get(incident.state, '')} #{incident.id} {incident.server} · {state_text(incident)}{account}"
-        f" · opened {incident.opened_at:%Y-%m-%d %H:%M} UTC"
+        f" · opened {when(incident.opened_at)}"
     )
 
 
 def report_message(incident: Incident, markdown: str) -> Message:
-    """Return the report as preformatted text (Slack renders no Markdown tables)."""
+    """Return the report as preformatted text (Slack renders no Markdown tables), cut to fit one message."""
     body = markdown if len(markdown) <= MAX_RESPONSE_TEXT - 10 else markdown[: MAX_RESPONSE_TEXT - 12] + "…"
     return Message(text=f"```{escape(body)}```")
+
+
+def report_summary(incident: Incident, report: Mapping[str, Any]) -> str:
+    """Return the report's head as Slack text: who, when, how fast, what was touched (the file has the timeline)."""
+    head, counts = report["incident"], report["counts"]
+    account = f"`{escape(head['account'])}`" if head["account"] else "no account identified"
+    lines = [
+        f"*Report of incident #{incident.id} on {escape(incident.server)}: {state_text(incident)}* · {account}",
+        f"• Opened by {person(incident.opened_by)} {when(incident.opened_at)}",
+        f"• Contained after {_seconds(head['seconds_to_containment'])}"
+        f" · closed after {_seconds(head['seconds_to_resolution'])}",
+        f"• Queued messages held {counts['held']:,} · released {counts['released']:,} · deleted {counts['deleted']:,}",
+        f"• Escalations: {', '.join(report['escalations']) or 'none'}",
+    ]
+    if head["inbox_archive"]:
+        lines.append(f"• INBOX archived before it was emptied: `{escape(head['inbox_archive'])}`")
+    if head["failure"]:
+        lines.append(f"• Failure: {escape(head['failure'])}")
+    return "\n".join(lines)
+
+
+def _seconds(seconds: float | None) -> str:
+    return "-" if seconds is None else duration(timedelta(seconds=seconds))
 
 
 # -- limits -----------------------------------------------------------------------------------

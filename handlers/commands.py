@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.core.report import report_markdown
+from bot.core.report import report_json, report_markdown
 from bot.core.requests import BadRequest, Request, parse_id
 from bot.core.runbook import Runbook
 from bot.core.table import Event
@@ -78,7 +81,7 @@ def handle_mailfix_command(ack: Ack, body: dict, respond: Respond, runbook: Runb
     else:
         ack()
     actor = body["user_id"]
-    run = RUN[command.verb]
+    run = partial(_report, client=worker.client) if command.verb == "report" else RUN[command.verb]
     worker.run(body, lambda: respond(**run(runbook, command.arg, actor).as_kwargs()))
 
 
@@ -109,12 +112,32 @@ def _renew(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
     return blocks.done_message(incident, "the directors were asked again")
 
 
-def _report(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
+def _report(runbook: Runbook, arg: str | None, actor: str, *, client: WebClient) -> blocks.Message:
+    """Share the whole report as a file in the incident's thread, its summary as the file's comment."""
     runbook.may_read(actor)
     incident = runbook.get(int(arg or 0))
-    return blocks.report_message(
-        incident, report_markdown(incident, runbook.repo.audit_events(incident_id=incident.id))
-    )
+    audit = runbook.repo.audit_events(incident_id=incident.id)
+    markdown, summary = report_markdown(incident, audit), blocks.report_summary(incident, report_json(incident, audit))
+    try:
+        client.files_upload_v2(
+            channel=incident.slack_channel or runbook.config.channel,
+            thread_ts=incident.slack_ts,  # None: an incident run from the terminal has no thread
+            content=markdown,
+            filename=f"mailfix-incident-{incident.id}-report.md",
+            title=report_title(incident.id),
+            initial_comment=summary,
+        )
+    except (SlackApiError, SlackClientError) as exc:
+        # Only the error code: Slack's answer could echo the upload. The requester still gets the report, cut.
+        error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+        cut = blocks.report_message(incident, markdown)
+        return blocks.Message(text=f":warning: could not share the report as a file (Slack said {error})\n{cut.text}")
+    text = f"{summary}\nThe full report ({len(markdown.splitlines())} lines) is in the incident's thread."
+    return blocks.to_message(text, [blocks.section(text)])
+
+
+def report_title(incident_id: int) -> str:
+    return f"mailfix incident #{incident_id} report"
 
 
 RUN: Mapping[str, Callable[[Runbook, str | None, str], blocks.Message]] = {
@@ -123,7 +146,6 @@ RUN: Mapping[str, Callable[[Runbook, str | None, str], blocks.Message]] = {
     "list": _list,
     "abort": _abort,
     "renew": _renew,
-    "report": _report,
 }
 
 

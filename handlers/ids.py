@@ -33,6 +33,7 @@ class BlockId(StrEnum):
     SUSPECT = "incident_suspect"
     APPROVALS = "incident_approvals"
     FAILURE = "incident_failure"
+    PROGRESS = "incident_progress"
     ACTIONS = "incident_actions"
     PASSWORD = "password"
     PASSWORD_ACTIONS = "password_actions"

@@ -27,7 +27,8 @@ from bot.core import monitoring, requests
 from bot.core.binding import flood_account
 from bot.core.effects import current_approval
 from bot.core.mailserver import NOT_ACCOUNTS, Suspect, validate_account
-from bot.core.steps import archive_of
+from bot.core.progress import Progress
+from bot.core.steps import SYSTEM_ACTOR, StepName, StepStatus, archive_of
 from bot.core.table import APPROVAL_FOR, TERMINAL, Event, State, person_events
 from bot.errors import InvalidAccount
 from handlers.blocks import (
@@ -40,16 +41,23 @@ from handlers.blocks import (
     confirm,
     duration,
     escape,
+    person,
     section,
     state_text,
     to_message,
+    when,
 )
 from handlers.ids import ActionId, BlockId
-from storage.models import Approval, Incident
+from storage.models import Approval, Check, Incident
+
+DELETIONS = frozenset({StepName.DELETE_FROM, StepName.DELETE_LOGIN, StepName.DELETE_TO})
 
 
-def incident_message(incident: Incident, *, now: datetime, interactive: bool = True) -> Message:
-    """Return the incident's channel message; `interactive` adds the buttons its state allows."""
+def incident_message(
+    incident: Incident, *, now: datetime, interactive: bool = True, progress: Progress | None = None
+) -> Message:
+    """Return the incident's channel message; `interactive` adds the buttons its state allows, `progress`
+    a line saying how far the running step is."""
     blocks: list[Block] = [
         HeaderBlock(
             text=clip(f"Incident #{incident.id} · {incident.server} · {state_text(incident)}", 150),
@@ -65,6 +73,9 @@ def incident_message(incident: Incident, *, now: datetime, interactive: bool = T
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=clip(" · ".join(lines), 2000))], block_id=BlockId.APPROVALS)
         )
+    if progress is not None:
+        line = f":hourglass_flowing_sand: {escape(progress.text())}"
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(line, 2000))], block_id=BlockId.PROGRESS))
     if incident.state == State.FAILED and incident.failure:
         blocks.append(section(f":x: *Failed:* {escape(incident.failure)}", BlockId.FAILURE))
     elements = (_actions(incident, now) + _restore_button(incident)) if interactive else []
@@ -81,22 +92,31 @@ def incident_text(incident: Incident) -> str:
 
 def _facts(incident: Incident, now: datetime) -> list[MarkdownTextObject]:
     diagnosis = diagnosis_codec.of(incident)
-    diagnosed = str(diagnosis.snapshot.total) if diagnosis else "?"
+    diagnosed = f"{diagnosis.snapshot.total:,}" if diagnosis else "?"
     sizes = [c.queue_size for c in incident.checks if c.queue_size >= 0]
-    queue = f"{sizes[-1]} now" if sizes else (diagnosed if diagnosis else "not checked yet")
+    queue = f"{sizes[-1]:,} now" if sizes else (diagnosed if diagnosis else "not checked yet")
     if sizes:
-        queue += f" · {diagnosed} at diagnosis · {monitoring.sparkline(sizes[-20:])}"
+        queue += f" · {diagnosed} at diagnosis\n{monitoring.trend(sizes)} {monitoring.sparkline(sizes[-20:])}"
     facts = [
         f"*State*\n{STATE_EMOJI.get(incident.state, '')} {state_text(incident)}",
-        f"*Opened by*\n<@{incident.opened_by}> at {incident.opened_at:%H:%M} UTC",
+        f"*Opened by*\n{person(incident.opened_by)} {when(incident.opened_at)}",
         f"*Queue*\n{queue}",
         f"*Elapsed*\n{duration((incident.closed_at or now) - incident.opened_at)}",
     ]
     if incident.contained_at is not None:
         facts.append(f"*Contained*\n{duration(incident.contained_at - incident.opened_at)} after opening")
     if incident.state == State.MONITORING and incident.monitor_deadline is not None:
-        facts.append(f"*Monitoring until*\n{incident.monitor_deadline:%H:%M:%S} UTC")
+        facts.append(f"*Monitoring until*\n{when(incident.monitor_deadline, seconds=True)}")
+    if incident.checks:
+        facts.append(f"*Last check*\n{_check_text(incident.checks[-1])}")
     return [MarkdownTextObject(text=clip(text, 2000)) for text in facts]
+
+
+def _check_text(check: Check) -> str:
+    """Return the latest check's verdict and reasons (the thread only hears of changes; the message is live)."""
+    reasons = "; ".join(str(r) for r in (check.details or {}).get("reasons") or ())
+    verdict = ":white_check_mark: normal" if check.normal else f":warning: not normal: {escape(reasons)}"
+    return f"{verdict} ({when(check.at, seconds=True)})"
 
 
 def _suspect_text(incident: Incident) -> str:
@@ -107,24 +127,30 @@ def _suspect_text(incident: Incident) -> str:
     lines.append(f"• {_named_by(incident, suspect)}")
     if suspect:
         lines.append(
-            f"• {suspect.queued_from} queued from it · {suspect.queued_to} queued to it"
-            f" · {suspect.queued_by_login} sent by its login"
+            f"• {suspect.queued_from:,} queued from it · {suspect.queued_to:,} queued to it"
+            f" · {suspect.queued_by_login:,} sent by its login"
         )
+        if suspect.queued_total is not None:
+            lines.append(f"• {suspect.queued_total:,} distinct queued messages in all: what its cleanup deletes")
         subjects = [f"“{escape(clip(s, 120))}”" for s in suspect.sample_subjects[:5]]
         if subjects:
             lines.append("• Sample subjects: " + ", ".join(subjects))
+    deleted = _deleted(incident)
+    if deleted is not None:
+        lines.append(f"• The cleanup deleted {deleted:,} queued messages")
     if incident.rejected_accounts:
         lines.append("• Not this account: " + ", ".join(f"`{escape(a)}`" for a in incident.rejected_accounts))
     return "\n".join(lines)
 
 
 def _approval_line(approval: Approval, now: datetime) -> str:
+    asked = f"requested by {person(approval.requested_by)} {when(approval.requested_at)}"
     if approval.decision is None and approval.expires_at <= now:
-        return f"{approval.what}: expired at {approval.expires_at:%H:%M}"
+        return f"{approval.what}: expired {when(approval.expires_at)} ({asked})"
     if approval.decision is None:
-        return f"{approval.what}: waiting for a director (expires {approval.expires_at:%H:%M} UTC)"
-    by = f" by <@{approval.decided_by}>" if approval.decided_by and approval.decided_by != "mailfix" else ""
-    at = f" at {approval.decided_at:%H:%M}" if approval.decided_at else ""
+        return f"{approval.what}: waiting for a director, {asked} (expires {when(approval.expires_at)})"
+    by = f" by {person(approval.decided_by)}" if approval.decided_by and approval.decided_by != SYSTEM_ACTOR else ""
+    at = f" {when(approval.decided_at)}" if approval.decided_at else ""
     return f"{approval.what}: {approval.decision}{by}{at}"
 
 
@@ -135,8 +161,8 @@ def _actions(incident: Incident, now: datetime) -> list[Any]:
     expired = State(incident.state) in APPROVAL_FOR and _approval_expired(current, now)
     elements: list[Any] = []
     for event in person_events(incident.state):
-        if expired != (event == Event.RENEW) and event != Event.ABORT:
-            continue  # an expired request offers only "ask again"; a live one never does
+        if expired != (event == Event.RENEW) and event not in (Event.ABORT, Event.CONTAIN):
+            continue  # an expired request offers "ask again" (a live one never does); abort and contain stay
         element = _element(incident, event, approval_id)
         if element is not None:
             elements.append(element)
@@ -199,6 +225,7 @@ def _contain_button(incident: Incident) -> ButtonElement | None:
     text = (
         f"Hold the mail queued by {name}, block its login and close its sessions (all reversible)."
         " Its cleanup then waits for a director's approval, like the first account's."
+        + (" The pending reboot request is withdrawn." if incident.state == State.AWAITING_REBOOT_APPROVAL else "")
     )
     return button(
         f"Contain {name} too",
@@ -217,7 +244,7 @@ EVIDENCE = {
 
 def _named_by(incident: Incident, suspect: Suspect | None) -> str:
     if incident.suspect_named_by:
-        return f"Named by <@{incident.suspect_named_by}>"
+        return f"Named by {person(incident.suspect_named_by)}"
     return EVIDENCE.get(suspect.evidence if suspect else "", "Named by the diagnosis")
 
 
@@ -235,18 +262,23 @@ def _approval_expired(current: Approval | None, now: datetime) -> bool:
 
 
 def _confirm_cleanup(incident: Incident) -> ConfirmObject:
-    suspect = _suspect(incident)
-    counts = ""
-    if suspect:
-        counts = (
-            f" deletes the {suspect.queued_from + suspect.queued_by_login} messages queued"
-            f" from it and the {suspect.queued_to} addressed to it,"
-        )
+    total = diagnosis_codec.cleanup_total(incident)
+    # The count of distinct messages: sent from it, by its login and to it overlap (each is deleted once).
+    messages = f"the {total:,}" if total is not None else "the"
     text = (
-        f"This changes the password of {incident.suspect_address},{counts} empties its INBOX and tells the user."
-        " It cannot be undone."
+        f"This changes the password of {incident.suspect_address}, deletes {messages} queued messages from it,"
+        " to it or sent by its login, empties its INBOX and tells the user. It cannot be undone."
     )
     return confirm("Approve the cleanup?", text, "Approve")
+
+
+def _deleted(incident: Incident) -> int | None:
+    """Return how many queued messages the latest cleanup deleted (None before any cleanup ran)."""
+    runs = [r for r in incident.steps if r.step in DELETIONS and r.status == StepStatus.DONE]
+    if not runs:
+        return None
+    latest = max(r.phase for r in runs)
+    return sum(int(r.summary.get("deleted", 0) or 0) for r in runs if r.phase == latest)
 
 
 def _other_accounts(incident: Incident, approval_id: int | None) -> list[Option]:

@@ -11,6 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
 from bot.errors import (
+    AlreadyDone,
     ApprovalExpired,
     IncidentNotFound,
     InvalidTransition,
@@ -67,10 +68,20 @@ def hint_for(error: MailfixError) -> str:
     return ""
 
 
+def describe(error: MailfixError) -> str:
+    """Return the error as Slack shows it: people as mentions and times in each reader's own time zone."""
+    if isinstance(error, AlreadyDone):
+        when = f" {blocks.when(error.at)}" if error.at else ""
+        return f"already {error.what} by {blocks.person(error.by) if error.by else 'someone else'}{when}"
+    if isinstance(error, ApprovalExpired):
+        return f"the {error.what} approval expired {blocks.when(error.expired_at)}; ask for it again with `renew`"
+    return blocks.escape(str(error))
+
+
 def report_error(error: BaseException, body: Mapping[str, Any], client: WebClient) -> None:
     """Tell the requester what went wrong: a MailfixError as it is, anything else by an id in the log."""
     if isinstance(error, MailfixError):
-        message = blocks.error_message(str(error), hint_for(error))
+        message = blocks.error_message(describe(error), hint_for(error))
     else:
         error_id = uuid.uuid4().hex[:8]
         # Only the type and traceback: the request body can hold a password (the DM's confirm click).

@@ -14,17 +14,22 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.config import Config, Secrets
+from bot.config_check import secret_problems
 from bot.core.runbook import Runbook
 from bot.core.scheduler import Periodic, start_scheduler
-from bot.core.vault import Vault
 from bot.core.watch import start_watch
 from bot.errors import ConfigError
 from bot.wiring import build_runbook
 from handlers.app import build_app, slack_client, wsgi_app
+from handlers.health import socket_health, start_health_server
 from handlers.notifier import SlackNotifier
+from storage.db import make_engine
+from storage.outbox import Outbox
+from storage.repository import Repository
 
 log = logging.getLogger(__name__)
 THREADS = 16  # HTTP threads: each only waits for a listener's ack, never for a runbook step
+PING_SECONDS = 5.0  # Socket Mode pings Slack this often: a dead link is replaced within about 6 pings
 
 
 def add_verbs(sub: argparse._SubParsersAction) -> None:
@@ -33,30 +38,38 @@ def add_verbs(sub: argparse._SubParsersAction) -> None:
     http.add_argument("--host", help="address to listen on (default: $HOST, else 0.0.0.0)")
     http.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 3000)")
     http.set_defaults(frontend=lambda args, secrets, config: serve(secrets, config, args.host, args.port))
-    socket = sub.add_parser("socket", help="run the Slack bot in Socket Mode (needs SLACK_APP_TOKEN)")
-    socket.set_defaults(frontend=lambda args, secrets, config: socket_mode(secrets, config))
+    socket = sub.add_parser("socket", help="run the Slack bot in Socket Mode (needs SLACK_APP_TOKEN; GET /healthz)")
+    socket.add_argument("--health-host", help="address of GET /healthz (default: 127.0.0.1)")
+    socket.add_argument("--health-port", type=int, help="port of GET /healthz (default: $PORT, else 3000)")
+    socket.set_defaults(
+        frontend=lambda args, secrets, config: socket_mode(secrets, config, args.health_host, args.health_port)
+    )
 
 
 def check_secrets(secrets: Secrets, *, http: bool) -> None:
     """Raise ConfigError naming every missing Slack secret, and a missing or malformed MAILFIX_SECRET_KEY."""
-    problems = [problem] if (problem := Vault(secrets.secret_key).problem) else []
-    if not secrets.slack_bot_token:
-        problems.append("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…)")
-    if http and not secrets.slack_signing_secret:
-        problems.append("SLACK_SIGNING_SECRET is not set (Basic Information → App Credentials)")
-    if not http and not secrets.slack_app_token:
-        problems.append(
-            "SLACK_APP_TOKEN is not set: Socket Mode needs an app-level token (xapp-…) "
-            "with the connections:write scope; or run `mailfix serve` for HTTP mode"
-        )
-    if problems:
+    if problems := secret_problems(secrets, "http" if http else "socket"):
         raise ConfigError(problems)
 
 
+# The bot scopes of app.yaml (a test holds the two equal). An app installed before a scope was added
+# lacks it until it is reinstalled: found at start-up, not when a director approves a cleanup.
+NEEDED_SCOPES = frozenset(
+    {"channels:history", "chat:write", "commands", "files:write", "groups:history", "im:history", "im:write"}
+    | {"users:read", "users:read.email"}
+)
+
+
 def check_token(client: WebClient) -> None:
-    """Raise ConfigError unless Slack accepts the bot token."""
+    """Raise ConfigError unless Slack accepts the bot token and it has every scope mailfix uses."""
     try:
-        client.auth_test()
+        answer = client.auth_test()
+        header = answer.headers.get("x-oauth-scopes") or ""
+        granted = {s.strip() for s in (header if isinstance(header, str) else ",".join(header)).split(",") if s.strip()}
+        if granted and (missing := NEEDED_SCOPES - granted):
+            raise ConfigError(
+                [f"the Slack app lacks the scopes {', '.join(sorted(missing))}: add them (app.yaml) and reinstall it"]
+            )
     except SlackApiError as exc:
         raise ConfigError([f"SLACK_BOT_TOKEN was refused by Slack: {exc.response.get('error')}"]) from None
     except (SlackClientError, OSError) as exc:
@@ -66,13 +79,16 @@ def check_token(client: WebClient) -> None:
 def assemble(secrets: Secrets, config: Config, *, http: bool) -> tuple[Runbook, App]:
     """Return the runbook (telling Slack) and the Bolt app driving it."""
     client = slack_client(secrets)
-    runbook = build_runbook(secrets, SlackNotifier(client, config), config)
+    # What Slack must show is kept in the database until it does (its own engine: the runbook's comes later).
+    outbox = Outbox(Repository(make_engine(secrets.database_url)))
+    runbook = build_runbook(secrets, SlackNotifier(client, config, outbox), config)
     return runbook, build_app(secrets, config, runbook, client=client, http=http)
 
 
 def watch(secrets: Secrets, config: Config, runbook: Runbook) -> Periodic | None:
     """Start the flood watch beside the scheduler when `watch_interval_seconds` > 0 (the runbook's server pool)."""
-    return start_watch(config, runbook.repo, runbook.servers, SlackNotifier(slack_client(secrets), config))
+    notifier = SlackNotifier(slack_client(secrets), config, Outbox(runbook.repo))
+    return start_watch(config, runbook.repo, runbook.servers, notifier)
 
 
 def serve(secrets: Secrets, config: Config, host: str | None = None, port: int | None = None) -> int:
@@ -90,7 +106,7 @@ def serve(secrets: Secrets, config: Config, host: str | None = None, port: int |
         runbook, app = assemble(secrets, config, http=True)
         start_scheduler(runbook)
         watch(secrets, config, runbook)
-        return wsgi_app(app, runbook)
+        return wsgi_app(app, runbook, secrets.slack_signing_secret)
 
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     _Gunicorn(
@@ -112,23 +128,55 @@ def serve(secrets: Secrets, config: Config, host: str | None = None, port: int |
     return 0
 
 
-def socket_mode(secrets: Secrets, config: Config) -> int:
-    """Run the bot over Socket Mode (no inbound HTTPS) until it is stopped; return the exit code."""
+def socket_mode(
+    secrets: Secrets, config: Config, health_host: str | None = None, health_port: int | None = None
+) -> int:
+    """Run the bot over Socket Mode (no inbound HTTPS) until it is stopped; return the exit code.
+
+    GET /healthz on `health_host`:`health_port` (127.0.0.1 and $PORT, else 3000) tells whether it is connected.
+    """
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     check_secrets(secrets, http=False)
+    ping = ping_seconds()
     check_token(slack_client(secrets))
     runbook, app = assemble(secrets, config, http=False)
+    handler = SocketModeHandler(app, secrets.slack_app_token, ping_interval=ping)
+    health_port = int(os.environ.get("PORT") or 3000) if health_port is None else health_port
+    try:
+        probe = start_health_server(
+            lambda: socket_health(runbook, handler.client.is_connected), health_host or "127.0.0.1", health_port
+        )
+    except ConfigError:
+        handler.close()
+        runbook.close()
+        raise
     scheduler = start_scheduler(runbook)
     watch_loop = watch(secrets, config, runbook)
     try:
-        SocketModeHandler(app, secrets.slack_app_token).start()
+        handler.start()
+    except SlackApiError as exc:  # apps.connections.open refused the app token: one line, not a traceback
+        raise ConfigError([f"SLACK_APP_TOKEN was refused by Slack: {exc.response.get('error')}"]) from None
     finally:
+        handler.close()
+        probe.shutdown()
         scheduler.stop()
         if watch_loop is not None:
             watch_loop.stop()
         runbook.close()
     return 0
+
+
+def ping_seconds() -> float:
+    """Return $MAILFIX_SOCKET_PING_SECONDS (default PING_SECONDS); ConfigError unless it is a positive number."""
+    raw = os.environ.get("MAILFIX_SOCKET_PING_SECONDS") or str(PING_SECONDS)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 300:
+        raise ConfigError([f"MAILFIX_SOCKET_PING_SECONDS must be a number of seconds in (0, 300], not {raw!r}"])
+    return seconds
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

@@ -80,6 +80,8 @@ class Incident(Base):
     monitor_deadline: Mapped[datetime | None] = mapped_column()
     # Read just before the reboot command: after a crash, an unchanged boot ID means it never went out.
     boot_id_before_reboot: Mapped[str | None] = mapped_column(String(64))
+    # The next monitoring check is due then (database clock); the replica that moves it runs the check.
+    next_check_at: Mapped[datetime | None] = mapped_column()
     # The new password, Fernet-encrypted, from just before it is set until the user has it.
     password_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     password_for: Mapped[str | None] = mapped_column(String(254))
@@ -190,6 +192,49 @@ class FloodAlert(Base):
     closed_at: Mapped[datetime | None] = mapped_column()
     # Set once the alert was told (Slack, terminal): an alert raised during a Slack outage is told later.
     notified_at: Mapped[datetime | None] = mapped_column()
+    # A watcher telling the alert holds it until then (database clock), so no other watcher tells it too.
+    telling_until: Mapped[datetime | None] = mapped_column()
     slack_channel: Mapped[str | None] = mapped_column(String(32))
     slack_ts: Mapped[str | None] = mapped_column(String(32))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SlackRequest(Base):
+    """A Slack request already handled by some replica, so a retry of it runs nowhere again."""
+
+    __tablename__ = "slack_requests"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SlackMessage(Base):
+    """What the incident's Slack message shows: the version last shown, and who may write it now (a lease)."""
+
+    __tablename__ = "slack_messages"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    shown_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Only the holder writes the message, so two processes never race an older version over a newer one.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    # First posts tried: after one whose outcome is unknown, Slack is searched before posting again.
+    post_attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ThreadReply(Base):
+    """One reply for an incident's Slack thread, kept until it is posted (once, in order, by whoever claims it)."""
+
+    __tablename__ = "thread_replies"
+    __table_args__ = (Index("ix_thread_replies_pending", "incident_id", "posted_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    posted_at: Mapped[datetime | None] = mapped_column()
+    slack_ts: Mapped[str | None] = mapped_column(String(32))  # None with posted_at: Slack refused it for good
+    error: Mapped[str | None] = mapped_column(String(64))

@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Engine, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from storage.db import READ_ONLY
 from storage.models import Approval, AuditEvent, Check, FloodAlert, Incident, StepRun
 
 
@@ -54,6 +55,8 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Reads run in sessions of their own: on SQLite they then never take the write lock (storage.db).
+        self._reads = sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
     def open_incident(self, *, server: str, opened_by: str, state: str, now: datetime) -> Incident:
         """Insert a new open incident, or raise DuplicateOpen if the server has one."""
@@ -78,18 +81,18 @@ class Repository:
 
     def get(self, *, incident_id: int) -> Incident | None:
         """Return the incident with its steps, approvals and checks, or None."""
-        with self._sessions() as session:
+        with self._reads() as session:
             return session.scalars(select(Incident).where(Incident.id == incident_id).options(*_FULL)).first()
 
     def open_on(self, *, server: str) -> Incident | None:
         """Return the open incident on `server`, if any."""
-        with self._sessions() as session:
+        with self._reads() as session:
             query = select(Incident).where(Incident.server == server, Incident.closed_at.is_(None))
             return session.scalars(query).first()
 
     def list_incidents(self, *, open_only: bool = False, limit: int = 50) -> Sequence[Incident]:
         """Return the newest incidents first."""
-        with self._sessions() as session:
+        with self._reads() as session:
             query = select(Incident).order_by(Incident.id.desc()).limit(limit)
             if open_only:
                 query = query.where(Incident.closed_at.is_(None))
@@ -119,7 +122,7 @@ class Repository:
         with self._sessions.begin() as session:
             if failed_step is not None:
                 run = session.get_one(StepRun, failed_step[0])
-                run.status, run.summary, run.finished_at = "failed", dict(failed_step[1]), now
+                run.status, run.summary, run.finished_at = "failed", {**run.summary, **failed_step[1]}, now
             result = session.execute(
                 update(Incident)
                 .where(Incident.id == incident_id, Incident.version == expected_version)
@@ -231,11 +234,37 @@ class Repository:
             return func.strftime("%Y-%m-%d %H:%M:%f000", "now", f"{plus.total_seconds():+.3f} seconds")
         return func.now() + plus
 
+    def claim_check(self, *, incident_id: int, hold: timedelta) -> bool:
+        """Take the due check (database clock) and hold the next off for `hold`: one replica takes each check."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Incident)
+                .where(Incident.id == incident_id, Incident.state == "monitoring", Incident.closed_at.is_(None))
+                .where(or_(Incident.next_check_at.is_(None), Incident.next_check_at <= self._db_now()))
+                .values(next_check_at=self._db_now(hold))
+            )
+            return result.rowcount == 1  # type: ignore[attr-defined]
+
+    def hasten_check(self, *, incident_id: int, within: timedelta) -> None:
+        """Make the incident's next check due within `within` from now (database clock), if it is due later."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Incident)
+                .where(Incident.id == incident_id, Incident.next_check_at > self._db_now(within))
+                .values(next_check_at=self._db_now(within))
+            )
+
     def finish_step(self, *, step_id: int, status: str, summary: Mapping[str, Any], now: datetime) -> None:
-        """Record a step attempt's outcome."""
+        """Record a step attempt's outcome (its summary added to what the attempt noted while it ran)."""
         with self._sessions.begin() as session:
             run = session.get_one(StepRun, step_id)
-            run.status, run.summary, run.finished_at = status, dict(summary), now
+            run.status, run.summary, run.finished_at = status, {**run.summary, **summary}, now
+
+    def note_step(self, *, step_id: int, summary: Mapping[str, Any]) -> None:
+        """Add `summary` to a running step attempt's record at once (what it found before changing the server)."""
+        with self._sessions.begin() as session:
+            run = session.get_one(StepRun, step_id)
+            run.summary = {**run.summary, **summary}
 
     def add_check(self, *, incident_id: int, **values: Any) -> Check:
         """Record one monitoring check."""
@@ -251,7 +280,7 @@ class Repository:
 
     def audit_events(self, *, incident_id: int) -> Sequence[AuditEvent]:
         """Return the incident's audit trail, oldest first."""
-        with self._sessions() as session:
+        with self._reads() as session:
             query = select(AuditEvent).where(AuditEvent.incident_id == incident_id).order_by(AuditEvent.id)
             return session.scalars(query).all()
 
@@ -277,7 +306,7 @@ class Repository:
 
     def with_pending_password(self) -> Sequence[Incident]:
         """Return incidents still holding an undelivered (encrypted) password."""
-        with self._sessions() as session:
+        with self._reads() as session:
             query = select(Incident).where(Incident.password_ciphertext.is_not(None)).options(*_FULL)
             return session.scalars(query).all()
 
@@ -293,12 +322,12 @@ class Repository:
 
     def ping(self) -> bool:
         """Return True when the database answers."""
-        with self._sessions() as session:
+        with self._reads() as session:
             return session.execute(select(1)).scalar() == 1
 
     def last_event(self, *, incident_id: int) -> AuditEvent | None:
         """Return the incident's newest audit event."""
-        with self._sessions() as session:
+        with self._reads() as session:
             query = select(AuditEvent).where(AuditEvent.incident_id == incident_id).order_by(AuditEvent.id.desc())
             return session.scalars(query.limit(1)).first()
 
@@ -318,7 +347,7 @@ class Repository:
 
     def open_alerts(self, *, server: str | None = None) -> Sequence[FloodAlert]:
         """Return the open alerts (of one server, when given), oldest first."""
-        with self._sessions() as session:
+        with self._reads() as session:
             query = select(FloodAlert).where(FloodAlert.closed_at.is_(None)).order_by(FloodAlert.id)
             if server is not None:
                 query = query.where(FloodAlert.server == server)
@@ -326,7 +355,7 @@ class Repository:
 
     def get_alert(self, *, alert_id: int) -> FloodAlert | None:
         """Return the alert, or None."""
-        with self._sessions() as session:
+        with self._reads() as session:
             return session.get(FloodAlert, alert_id)
 
     def update_alert(self, *, alert_id: int, **fields: Any) -> FloodAlert | None:
@@ -334,6 +363,17 @@ class Repository:
         with self._sessions.begin() as session:
             session.execute(update(FloodAlert).where(FloodAlert.id == alert_id).values(**fields))
         return self.get_alert(alert_id=alert_id)
+
+    def claim_telling(self, *, alert_id: int, lease: timedelta) -> bool:
+        """Take the telling of an untold alert for `lease` (database clock); False if told or another watcher has it."""
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(FloodAlert)
+                .where(FloodAlert.id == alert_id, FloodAlert.notified_at.is_(None))
+                .where(or_(FloodAlert.telling_until.is_(None), FloodAlert.telling_until <= self._db_now()))
+                .values(telling_until=self._db_now(lease))
+            )
+            return result.rowcount == 1  # type: ignore[attr-defined]
 
     def close_alert(self, *, alert_id: int, now: datetime, details: Mapping[str, Any]) -> FloodAlert | None:
         """Close an open alert with its final details; None if it was closed already (by another watcher)."""

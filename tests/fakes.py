@@ -28,6 +28,7 @@ from bot.core.mailserver import (
     Suspect,
 )
 from bot.core.notifier import Delivery, MessageRef
+from bot.core.progress import Hook, Progress
 from bot.errors import CommandFailed
 from storage.models import Incident
 
@@ -60,7 +61,12 @@ class FakeMailServer:
     boots: int = 1  # how many times the server has booted
     fail_on: str = ""  # a method name that raises CommandFailed
     state_file: Path | None = None
-    block_after: str = ""  # a method that, once applied and saved, hangs (for the crash test)
+    block_after: str = ""  # a method (or "method#n", its nth call) that, once applied and saved, hangs (crash test)
+    # Long operations report progress every `progress_every` messages, pausing `progress_pause` seconds
+    # at each report (a slowed server for the progress tests); `slowed`: only these methods ("": all).
+    progress_every: int = 25
+    progress_pause: float = 0.0
+    slowed: str = ""
     _next_id: int = 0
 
     # -- building a scenario --------------------------------------------------------------
@@ -82,8 +88,11 @@ class FakeMailServer:
 
     # -- the MailServer interface ---------------------------------------------------------
 
-    def diagnose(self, *, flood_threshold: int, exclude: frozenset[str] = frozenset()) -> Diagnosis:
+    def diagnose(
+        self, *, flood_threshold: int, exclude: frozenset[str] = frozenset(), progress: Hook | None = None
+    ) -> Diagnosis:
         self._call("diagnose")
+        self._report(len(self.messages), None, progress, "diagnose")
         snapshot = self._snapshot()
         exclude = exclude | self.protected
         for ranked in snapshot.top_sasl_logins:
@@ -101,7 +110,15 @@ class FakeMailServer:
             queued_by_login=self.count(Selection(sasl_login=account.login)),
             sample_subjects=tuple(m.subject for m in self.messages[:3]),
             evidence="sasl_login",
+            queued_total=sum(  # what the cleanup's three deletions delete, each message once
+                any(self._matches(m, s) for s in self._cleanup_selections(account)) for m in self.messages
+            ),
         )
+
+    @staticmethod
+    def _cleanup_selections(account: Account) -> list[Selection]:
+        address = account.address
+        return [Selection(sender=address), Selection(recipient=address), Selection(sasl_login=account.login)]
 
     def _snapshot(self) -> QueueSnapshot:
         senders = Counter(m.sender for m in self.messages)
@@ -126,21 +143,23 @@ class FakeMailServer:
         self._load()
         return sum(1 for m in self.messages if self._matches(m, selection) and (queues is None or m.queue in queues))
 
-    def hold(self, selection: Selection) -> int:
-        return self._move(selection, "hold", lambda m: m.queue != "hold", "hold")
+    def hold(self, selection: Selection, *, progress: Hook | None = None) -> int:
+        return self._move(selection, "hold", lambda m: m.queue != "hold", "hold", progress)
 
     def release(self, selection: Selection) -> int:
         return self._move(selection, "deferred", lambda m: m.queue == "hold", "release")
 
-    def _move(self, selection: Selection, queue: str, which: Any, name: str) -> int:
+    def _move(self, selection: Selection, queue: str, which: Any, name: str, progress: Hook | None = None) -> int:
         self._call(name, repr(selection))
         moved = [m for m in self.messages if self._matches(m, selection) and which(m)]
+        self._report(len(moved), len(moved), progress, name)  # as a hold from the IDs a diagnosis listed
         for m in moved:
             m.queue = queue
         return self._done(name, len(moved))
 
-    def delete(self, selection: Selection) -> int:
+    def delete(self, selection: Selection, *, progress: Hook | None = None) -> int:
         self._call("delete", repr(selection))
+        self._report(sum(self._matches(m, selection) for m in self.messages), None, progress, "delete")
         before = len(self.messages)
         self.messages = [m for m in self.messages if not self._matches(m, selection)]
         return self._done("delete", before - len(self.messages))
@@ -151,10 +170,11 @@ class FakeMailServer:
         self.password_digests.append(hashlib.sha256(password.reveal().encode()).hexdigest()[:16])
         self._done("change_password", None)
 
-    def block_login(self, account: Account) -> None:
+    def block_login(self, account: Account) -> str:
         self._call("block_login", account.login)
         self.blocked.add(account.login)
         self._done("block_login", None)
+        return ""
 
     def unblock_login(self, account: Account) -> None:
         self._call("unblock_login", account.login)
@@ -232,11 +252,22 @@ class FakeMailServer:
 
     def _done(self, name: str, result: Any) -> Any:
         self._save()
-        if self.block_after == name and self.state_file is not None:
+        # "delete#2": the second delete this server ever ran (its calls persist across processes).
+        method, _, nth = self.block_after.partition("#")
+        if method == name and len(self.calls_to(name)) == int(nth or 1) and self.state_file is not None:
             Path(f"{self.state_file}.blocked").write_text(name)
             while True:  # the crash test kills the process here, after the server changed
                 time.sleep(1)
         return result
+
+    def _report(self, count: int, total: int | None, progress: Hook | None, method: str) -> None:
+        """Report `count` messages done, `progress_every` at a time, the way a long operation goes."""
+        if progress is None:
+            return
+        pause = self.progress_pause if method in self.slowed.split(",") or not self.slowed else 0.0
+        for done in [*range(self.progress_every, count, self.progress_every), count]:
+            time.sleep(pause)
+            progress(done, total)
 
     def calls_to(self, name: str) -> list[str]:
         return [arg for call, arg in self.calls if call == name]
@@ -285,6 +316,8 @@ def file_server(server: ServerConfig) -> FakeMailServer:
         name=server.name,
         domain=server.mail_domain,
         block_after=os.environ.get("FAKE_MAILSERVER_BLOCK_AFTER", ""),
+        progress_pause=float(os.environ.get("FAKE_MAILSERVER_PROGRESS_PAUSE", "0")),
+        slowed=os.environ.get("FAKE_MAILSERVER_SLOWED", ""),
     )
 
 
@@ -296,6 +329,7 @@ class RecordingNotifier:
     logs: list[tuple[int, str]] = field(default_factory=list)
     passwords: list[tuple[str, str]] = field(default_factory=list)
     withdrawn: list[int] = field(default_factory=list)
+    progress: list[tuple[int, Progress | None]] = field(default_factory=list)
     confirm: bool = True
 
     def incident_changed(self, incident: Incident) -> MessageRef | None:
@@ -311,3 +345,9 @@ class RecordingNotifier:
 
     def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
         self.withdrawn.append(incident.id)
+
+    def step_progress(self, incident: Incident, progress: Progress | None) -> None:
+        self.progress.append((incident.id, progress))
+
+    def catch_up(self) -> None:
+        pass

@@ -42,7 +42,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
     problems = "\n".join(err.value.problems)
     assert f"{path}: colour: unknown key" in problems
     assert f"{path}: directors[0]: malformed Slack user ID 'bob'" in problems
-    assert f"{path}: flood_threshold: must be a positive number, got 0" in problems
+    assert f"{path}: flood_threshold: must be at least 1, got 0" in problems
     assert "servers[0] (mail1).key_file: file not found" in problems
     assert "servers[1] (mail1).name: duplicate server name 'mail1'" in problems
     assert len(err.value.problems) == 5
@@ -76,8 +76,8 @@ def test_public_ip_and_dns_servers_must_be_addresses(tmp_path):
     path.write_text(text + 'public_ip = "203.0.113.300"\n')
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert err.value.problems == [
-        f"{path}: dns_servers: expected IP addresses ('host' or 'host:port'), got 'resolver.local'",
+    assert sorted(err.value.problems) == [
+        f"{path}: dns_servers[0]: expected an IP address ('host' or 'host:port'), got 'resolver.local'",
         f"{path}: servers[0] (mail1).public_ip: must be an IPv4 address, got '203.0.113.300'",
     ]
 
@@ -97,7 +97,7 @@ def test_protected_accounts_readers_and_the_archive_switch_are_checked(tmp_path)
     text = "\n".join(err.value.problems)
     assert "readers[0]: malformed Slack user ID" in text
     assert "archive_before_purge: must be true or false, got 'no'" in text
-    assert "protected_accounts: expected a list of account names" in text
+    assert "protected_accounts[1]: expected an account name (user or user@domain), got 'ro ot'" in text
     config = load_config(write_config(tmp_path))
     server = config.server(None)
     assert server.archive_before_purge is True and "postmaster" in server.protected_accounts and not config.readers
@@ -120,3 +120,90 @@ def test_an_unknown_compression_setting_is_refused(tmp_path):
         ConfigError, match=r"compression: must be one of auto, always, never \(or true/false\), got 'fast'"
     ):
         load_config(path)
+
+
+# Each bad value, its key and what check-config says (each change is made alone, then all at once).
+TOP_LEVEL = [
+    ("password_message_minutes = nan", "password_message_minutes: must be a finite number, got nan"),
+    ("approval_timeout_minutes = inf", "approval_timeout_minutes: must be a finite number, got inf"),
+    ("dns_timeout_seconds = 1e9", "dns_timeout_seconds: must be at most 60, got 1000000000.0"),
+    ("watch_interval_seconds = '30'", "watch_interval_seconds: must be a number, got '30'"),
+    ("hold_before_approval = 'no'", "hold_before_approval: must be true or false, got 'no'"),
+    ("allow_self_approval = 1", "allow_self_approval: must be true or false, got 1"),
+    ("dnsbl_zones = ['zen..spamhaus.org']", "dnsbl_zones[0]: expected a domain name like example.org, got"),
+    ("dns_servers = [true]", "dns_servers[0]: must be a string, got true"),
+    ("readers = 'UREADER1'", "readers: must be a list, got 'UREADER1'"),
+    ("path = '/etc/passwd'", "path: unknown key"),
+]
+SERVER = [
+    ('key_file = "key"', "key_file = 42", "key_file: must be a file name (a non-empty string), got 42"),
+    ('mail_domain = "example.org"', 'mail_domain = "example..org"', "mail_domain: expected a domain name like"),
+    ('host = "127.0.0.1"', 'host = "mail1; reboot"', "host: expected a host name or an IP address, got"),
+    ("", 'restart_command = ["postfix", "reload"]', "restart_command: must be a string, got ['postfix', 'reload']"),
+    ("", 'reboot_command = ""', "reboot_command: must not be empty, got ''"),
+    ("", 'archive_before_purge = "no"', "archive_before_purge: must be true or false, got 'no'"),
+    ("", "port = 70000", "port: must be at most 65535, got 70000"),
+    ("", "connect_timeout_seconds = nan", "connect_timeout_seconds: must be a finite number, got nan"),
+    ("", "command_timeout_seconds = 0", "command_timeout_seconds: must be greater than 0, got 0"),
+    ("", "reboot_deadline_seconds = 9.5", "reboot_deadline_seconds: must be a whole number, got 9.5"),
+    ("", 'postfix_log = "mail.log"', "postfix_log: must be an absolute path on the server, got 'mail.log'"),
+    ("", "archive_dir = 5", "archive_dir: must be a string, got 5"),
+    ("", 'password_backend = "command"', "password_command: required when password_backend = 'command'"),
+]
+
+
+def _with_server_change(text: str, old: str, new: str) -> str:
+    return text.replace(old, new) if old else text + new + "\n"
+
+
+@pytest.mark.parametrize(("line", "said"), TOP_LEVEL)
+def test_a_bad_top_level_value_is_named_with_its_key(tmp_path, line, said):
+    path = write_config(tmp_path, extra=line)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert len(err.value.problems) == 1
+    assert err.value.problems[0].startswith(f"{path}: {said}")
+
+
+@pytest.mark.parametrize(("old", "new", "said"), SERVER)
+def test_a_bad_server_value_is_named_with_its_key(tmp_path, old, new, said):
+    path = write_config(tmp_path)
+    path.write_text(_with_server_change(path.read_text(), old, new))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert len(err.value.problems) == 1
+    assert err.value.problems[0].startswith(f"{path}: servers[0] (mail1).{said}")
+
+
+def test_every_bad_value_of_the_issue_is_reported_at_once_one_line_each(tmp_path):
+    path = write_config(tmp_path, extra="\n".join(line for line, _ in TOP_LEVEL))
+    text = path.read_text()
+    for old, new, _ in SERVER:
+        text = _with_server_change(text, old, new)
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    problems = err.value.problems
+    assert len(problems) == len(TOP_LEVEL) + len(SERVER)
+    for _, said in TOP_LEVEL:
+        assert sum(p.startswith(f"{path}: {said}") for p in problems) == 1, said
+    for _, _, said in SERVER:
+        assert sum(p.startswith(f"{path}: servers[0] (mail1).{said}") for p in problems) == 1, said
+
+
+def test_values_are_loaded_typed_and_resolved(tmp_path):
+    path = write_config(tmp_path, extra="watch_interval_seconds = 0\ndns_timeout_seconds = 1")
+    path.write_text(path.read_text() + 'protected_accounts = ["Root", "Abuse@Example.org"]\nport = 2222\n')
+    config = load_config(path)
+    server = config.server(None)
+    assert server.key_file == tmp_path / "key" and server.known_hosts == tmp_path / "known_hosts"
+    assert server.protected_accounts == ("root", "abuse@example.org") and server.port == 2222
+    assert config.directors == frozenset({"UDIRECTOR1", "UDIRECTOR2"}) and config.path == path
+    assert config.dns_timeout_seconds == 1 and config.watch_interval_seconds == 0
+
+
+def test_a_file_that_is_not_text_is_one_clear_line(tmp_path):
+    (tmp_path / "mailfix.toml").write_bytes(b'channel = "\xff\xfe"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "mailfix.toml")
+    assert err.value.problems == [f"{tmp_path / 'mailfix.toml'}: not UTF-8 text"]

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
+from bot.core.runbook import SYSTEM, Runbook
+from bot.core.table import Event, State
+from bot.core.upkeep import Upkeep
+from bot.core.vault import Vault
+from storage.db import make_engine, upgrade
+from storage.models import StepRun
+from storage.repository import Repository
 from tests.clitools import fake_env, spawn
-from tests.fakes import FakeMailServer
+from tests.conftest import DIRECTOR, OPERATOR, SECRET_KEY, make_config
+from tests.fakes import FakeMailServer, RecordingNotifier
 
 
 def finish(process: subprocess.Popen[str]) -> str:
@@ -36,42 +46,108 @@ def kill_when_blocked(process: subprocess.Popen[str], state: Path) -> None:
     Path(f"{state}.blocked").unlink()
 
 
-@pytest.mark.parametrize("step", ["delete", "change_password", "hold"])
-def test_a_killed_step_is_verified_or_safely_repeated_after_restart(tmp_path, step):
+@dataclass(frozen=True)
+class Kill:
+    """Where a real `mailfix run` is killed: the step, how the test brings the incident to it, the fake's
+    call to block after (its nth), and how many times that call runs in the whole incident."""
+
+    step: str
+    setup: str  # contain, cleanup, release, restart, reboot
+    block_after: str
+    calls: int  # the call's count at the end: a verified step runs once, an idempotent one once more
+
+
+KILLS = [
+    Kill("hold_from", "contain", "hold", 2),
+    Kill("hold_login", "contain", "hold#2", 2),
+    Kill("block_login", "contain", "block_login", 1),
+    Kill("kick_sessions", "contain", "kick_sessions", 3),  # idempotent: kicking again finds nobody
+    Kill("change_password", "cleanup", "change_password", 2),  # idempotent: the same stored password again
+    Kill("kick_sessions", "cleanup", "kick_sessions#2", 3),
+    Kill("delete_from", "cleanup", "delete", 3),
+    Kill("delete_login", "cleanup", "delete#2", 3),
+    Kill("delete_to", "cleanup", "delete#3", 3),
+    Kill("unblock_login", "cleanup", "unblock_login", 1),
+    Kill("flush_queue", "cleanup", "flush_queue", 2),  # idempotent: asks Postfix to retry the queue now
+    Kill("purge_inbox", "cleanup", "purge_inbox", 1),
+    Kill("release_held", "release", "release#2", 2),  # from and login, once each
+    Kill("unblock_login", "release", "unblock_login", 1),
+    Kill("restart_postfix", "restart", "restart", 2),  # idempotent: a second restart of a running Postfix
+    Kill("flush_queue", "restart", "flush_queue#2", 3),
+    Kill("reboot", "reboot", "reboot", 1),  # verified by the boot ID
+]
+FAST = dict(monitor_minutes=0.02, restart_monitor_minutes=0.02, check_interval_seconds=0.2)
+
+
+def bring_to(runbook: Runbook, setup: str) -> int:
+    """Drive incident 1 in this process to the state whose steps the killed process will run; return its id."""
+    if setup == "contain":
+        incident = runbook.repo.open_incident(server="mail1", opened_by=OPERATOR, state=State.OPENED, now=runbook.now())
+        return runbook.fire(incident.id, Event.DIAGNOSE, actor=OPERATOR, run=False).id
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    if setup == "cleanup":
+        return runbook.fire(incident.id, Event.APPROVE, actor=DIRECTOR, run=False).id
+    if setup == "release":
+        return runbook.fire(incident.id, Event.REJECT, actor=DIRECTOR, run=False).id
+    incident = runbook.approve(incident.id, actor=DIRECTOR, account="victim@example.org")
+    if setup == "restart":
+        return runbook.fire(incident.id, Event.NOT_NORMAL, actor=SYSTEM, run=False).id
+    incident = runbook.fire(incident.id, Event.NOT_NORMAL_AFTER_RESTART, actor=SYSTEM, run=False)
+    return runbook.fire(incident.id, Event.APPROVE_REBOOT, actor=DIRECTOR, run=False).id
+
+
+def lease_run_out(repo: Repository) -> None:
+    """The killed worker's lease runs out (the lease tests wait for it; here it is set in the past)."""
+    with repo.engine.begin() as db:
+        past = datetime(2000, 1, 1, tzinfo=UTC)
+        db.execute(update(StepRun).where(StepRun.status == "started").values(lease_until=past))
+
+
+@pytest.mark.parametrize("kill", KILLS, ids=lambda k: f"{k.step}-{k.setup}")
+def test_a_bot_killed_in_any_server_changing_step_finishes_the_incident_running_the_step_once(tmp_path, kill):
     env = fake_env(tmp_path)
     state = Path(env["FAKE_MAILSERVER_STATE"])
-    if step == "hold":
-        kill_when_blocked(spawn(env, "alt", "start", block_after="hold"), state)
-        finish(spawn(env, "alt", "run", "--once"))
-    else:
-        finish(spawn(env, "alt", "start"))
-        kill_when_blocked(
-            spawn(env, "boss", "approve", "1", "--account", "victim@example.org", block_after=step), state
-        )
-    finish(spawn(env, "alt", "run"))  # resumes the incident
-    if step == "hold":
-        finish(spawn(env, "boss", "approve", "1", "--account", "victim@example.org"))
-        finish(spawn(env, "alt", "run"))
+    repo = Repository(make_engine(env["MAILFIX_DATABASE_URL"]))
+    upgrade(env["MAILFIX_DATABASE_URL"])
+    runbook = Runbook(
+        config=make_config(tmp_path, **FAST),
+        repository=repo,
+        servers=lambda name: FakeMailServer.from_file(state),
+        notifier=RecordingNotifier(),
+        vault=Vault(SECRET_KEY),
+    )
+    incident_id = bring_to(runbook, kill.setup)
+
+    kill_when_blocked(spawn(env, "alt", "run", block_after=kill.block_after), state)
+    killed = [r for r in repo.get(incident_id=incident_id).steps if r.status == "started"]
+    assert [r.step for r in killed] == [kill.step]  # killed inside this very step, after the server changed
+    lease_run_out(repo)
+    finish(spawn(env, "alt", "run", "--once"))  # a restarted bot resumes the incident
+
+    incident = runbook.get(incident_id)
+    if incident.state == State.AWAITING_APPROVAL:  # containment done: the director approves, mailfix finishes
+        runbook.approve(incident_id, actor=DIRECTOR, account="victim@example.org")
+    # "Not this account" ends in monitoring the server without it (whose released mail floods the queue).
+    done = State.MONITORING if kill.setup == "release" else State.RESOLVED
+    deadline = time.monotonic() + 30
+    while (incident := runbook.get(incident_id)).state != done:
+        assert time.monotonic() < deadline, incident.state
+        Upkeep(runbook).run_due()
+        time.sleep(0.1)
+
     server = FakeMailServer.from_file(state)
-    status = finish(spawn(env, "alt", "status", "1"))
-    assert "resolved" in status.splitlines()[0]
-    report = json.loads(finish(spawn(env, "alt", "report", "1", "--format", "json")))
-    timeline = [e["what"] for e in report["timeline"]]
-    if step == "delete":
-        # The delete reached the server before the kill: verified, not run again.
-        assert (
-            server.calls_to("delete").count("Selection(sender='victim@example.org', recipient=None, sasl_login=None)")
-            == 1
-        )
-        assert timeline.count("step delete_from: done") == 1
-    elif step == "change_password":
-        # Re-set once more after the restart, with the same stored password: the user's matches the server's.
-        assert server.calls_to("change_password") == ["victim", "victim"]
-        assert len(server.password_digests) == 2 and len(set(server.password_digests)) == 1
+    assert len(server.calls_to(kill.block_after.partition("#")[0])) == kill.calls
+    runs = [r for r in incident.steps if r.step == kill.step and r.phase == killed[0].phase]
+    assert [(r.id, r.status) for r in runs] == [(killed[0].id, "done")]  # the killed attempt, finished once
+    assert "victim" not in server.blocked
+    if kill.setup == "release":  # "not this account": its mail goes out again, nothing of it deleted
+        assert sum(m.login == "victim" for m in server.messages) == 300 and server.calls_to("delete") == []
+        assert all(m.queue != "hold" for m in server.messages)
     else:
-        assert len(server.calls_to("hold")) == 2  # hold_from killed after applying, verified; hold_login ran
-        assert timeline.count("step hold_from: done") == 1
-    assert all(m.login != "victim" for m in server.messages)
+        assert all(m.login != "victim" and "victim@example.org" not in m.recipients for m in server.messages)
+        assert len(set(server.password_digests)) == 1 and server.inbox["victim"] == 0
+    if kill.setup == "reboot":
+        assert server.boots == 2
 
 
 def test_a_bot_killed_while_monitoring_keeps_the_same_deadline(tmp_path):

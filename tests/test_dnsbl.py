@@ -115,6 +115,6 @@ def test_mailfix_dnsbl_prints_the_listings(tmp_path, monkeypatch, dns_server):
     path.write_text(path.read_text() + f'public_ip = "{IP}"\n')
     monkeypatch.setenv("MAILFIX_CONFIG", str(path))
     out = io.StringIO()
-    assert cli.main(["dnsbl", "mail1"], out=out) == 0
+    assert cli.main(["dnsbl", "mail1"], out=out) == 3  # 3: listed
     assert "192.0.2.10 is listed on 1 of 2 blocklists" in out.getvalue()
     assert "• clean.test: not listed" in out.getvalue()

@@ -60,3 +60,32 @@ def test_an_incident_cleaning_up_under_the_old_schema_reads_back_typed_after_the
     assert diagnosis is not None and diagnosis.snapshot.total == 420
     assert diagnosis.suspect is not None and diagnosis.suspect.account.login == "victim"
     assert (diagnosis.suspect.queued_from, diagnosis.suspect.queued_by_login) == (250, 300)
+
+
+def test_replicas_starting_together_on_an_empty_database_all_end_up_on_the_newest_schema(database_url, tmp_path):
+    """Several processes upgrade at once (replicas started together): none fails, the schema is made once."""
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    code = (
+        "import pathlib, time\n"
+        "from storage.db import upgrade\n"  # imported before the start line: they then start together
+        f"while not pathlib.Path({str(go)!r}).exists(): time.sleep(0.005)\n"
+        f"upgrade({database_url!r})\n"
+    )
+    racers = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    time.sleep(3)  # every racer has imported and waits at the line
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in racers]
+    assert [p.returncode for p in racers] == [0, 0, 0, 0], errors
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    engine.dispose()
+    head = AlembicConfig()
+    head.set_main_option("script_location", str(MIGRATIONS))
+    from alembic.script import ScriptDirectory
+
+    assert versions == [ScriptDirectory.from_config(head).get_current_head()]

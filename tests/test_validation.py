@@ -1,4 +1,4 @@
-"""Unit tests: hostile account names are refused before anything reaches a server."""
+"""Hostile input is refused before anything happens: account names before a server, odd incident numbers."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import pytest
 
 from bot.config import ServerConfig
 from bot.core.mailserver import Account, Selection, validate_account
+from bot.core.requests import BadRequest, parse_id
 from bot.errors import InvalidAccount
 from bot.mail.executor import SSHExecutor
 from bot.mail.postfix import PostfixServer
 from bot.mail.postsuper import postsuper_count
 from bot.mail.subjects import decode_subject
+from tests.clitools import fake_env, spawn
 
 HOSTILE = [
     "bob; reboot",
@@ -129,3 +131,43 @@ def test_subjects_are_decoded_and_unfolded() -> None:
 def test_a_subject_cannot_carry_terminal_escapes_or_bidi_overrides() -> None:
     raw = "=?utf-8?q?Pago_=1B[2J=1B]0;pwned=07_pendiente_=E2=80=AEexe.txt?="
     assert decode_subject(raw) == "Pago [2J]0;pwned pendiente exe.txt"
+
+
+@pytest.mark.parametrize("text", ["²", "١٢", "1" * 10, "1" * 30, "", "#", "-1", "+1", "0x1f", "1e3", "1 2", "12a"])
+def test_odd_incident_numbers_are_refused(text: str) -> None:
+    """Only ASCII digits, at most nine of them: no unicode digits, signs, exponents or huge numbers."""
+    with pytest.raises(BadRequest, match="is not an incident number, like 12"):
+        parse_id(text)
+
+
+@pytest.mark.parametrize(("text", "number"), [("12", 12), ("#12", 12), (" 7 ", 7), ("9" * 9, 999_999_999)])
+def test_plain_incident_numbers_are_read(text: str, number: int) -> None:
+    assert parse_id(text) == number
+
+
+def shown(value: str) -> str:
+    return value if len(value) <= 20 else value[:20] + "…"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "²"],
+        ["report", "123456789012345678901234567890"],
+        ["retry", "١٢"],
+        ["approve", "0x1f", "--account", "victim@example.org"],
+        ["reject", "1e3", "--account", "victim@example.org"],
+    ],
+)
+def test_the_mailfix_command_refuses_an_odd_incident_number_in_one_line(tmp_path, argv: list[str]) -> None:
+    """The real command: a usage error naming the argument, no traceback, and nothing opened or changed."""
+    env = fake_env(tmp_path)
+    process = spawn(env, "boss", *argv)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and out == ""
+    assert (
+        err.splitlines()[-1]
+        == f"mailfix {argv[0]}: error: argument id: {shown(argv[1])!r} is not an incident number, like 12"
+    )
+    assert "Traceback" not in err
+    assert not (tmp_path / "mailfix.db").exists()  # refused before the database was even opened

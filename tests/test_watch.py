@@ -230,10 +230,10 @@ def test_mailfix_watch_once_prints_one_alert_per_flood_across_runs(tmp_path, mon
     for key, value in fake_env(tmp_path).items():
         monkeypatch.setenv(key, value)
     out = io.StringIO()
-    assert cli.main(["watch", "--once"], out=out) == 0
+    assert cli.main(["watch", "--once"], out=out) == 3  # 3: a flood is found
     lines = out.getvalue().splitlines()
     assert len(lines) == 1 and "ALERT Flood on mail1: victim@example.org (login victim) has 300 queued" in lines[0]
     assert "`mailfix start mail1`" in lines[0]
     again = io.StringIO()
-    assert cli.main(["watch", "--once"], out=again) == 0
+    assert cli.main(["watch", "--once"], out=again) == 3  # still flooded: found again, not printed again
     assert again.getvalue() == ""

@@ -22,6 +22,9 @@ diagnosis, and (read back as typed values) by every renderer.
         "queued_from": int,                envelope sender is the address
         "queued_to": int,                  the address is a recipient (bounces)
         "queued_by_login": int,            authenticated as the login
+        "queued_total": int | null,        distinct messages from it, to it or by its login: what its cleanup
+                                           deletes (the three above overlap); null when not counted (a
+                                           foreign address, or a diagnosis stored before this key)
         "sample_subjects": [str, ...],
         "evidence": "sasl_login" | "sender_address"   what named it (see bot.mail.suspects)
       },
@@ -59,6 +62,7 @@ def to_json(d: Diagnosis) -> dict[str, Any]:
             "queued_by_login": d.suspect.queued_by_login,
             "sample_subjects": list(d.suspect.sample_subjects),
             "evidence": d.suspect.evidence,
+            "queued_total": d.suspect.queued_total,
         }
     return {
         "schema": SCHEMA,
@@ -105,6 +109,7 @@ def from_json(data: Mapping[str, Any]) -> Diagnosis:
             queued_by_login=int(suspect["queued_by_login"]),
             sample_subjects=tuple(str(s) for s in suspect.get("sample_subjects", ())),
             evidence=str(suspect.get("evidence", "")),
+            queued_total=None if suspect.get("queued_total") is None else int(suspect["queued_total"]),
         ),
         runner_up=None if runner_up is None else Ranked(str(runner_up["name"]), int(runner_up["count"])),
         warnings=tuple(str(w) for w in data.get("warnings", ())),
@@ -115,6 +120,23 @@ def from_json(data: Mapping[str, Any]) -> Diagnosis:
 def of(incident: Incident) -> Diagnosis | None:
     """Return the incident's latest diagnosis as typed values (None before the first one)."""
     return from_json(incident.diagnosis) if incident.diagnosis else None
+
+
+def cleanup_total(incident: Incident) -> int | None:
+    """Return how many distinct queued messages the cleanup of the incident's suspect deletes, as diagnosed.
+
+    None when unknown: no diagnosis of this account (a person picked it), or one stored before the count."""
+    diagnosis = of(incident)
+    suspect = diagnosis.suspect if diagnosis else None
+    if suspect is None or suspect.account.address != incident.suspect_address:
+        return None
+    return suspect.queued_total
+
+
+def deletes(incident: Incident) -> str:
+    """Return ", which deletes N queued messages" for the cleanup of the incident's suspect ("" when not counted)."""
+    total = cleanup_total(incident)
+    return "" if total is None else f", which deletes {total:,} queued messages"
 
 
 def _ranking(items: Iterable[Mapping[str, Any]]) -> tuple[Ranked, ...]:

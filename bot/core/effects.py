@@ -64,7 +64,7 @@ def effects(
 ) -> tuple[dict[str, Any], tuple[int, str] | None, NewApproval | None]:
     """Return the field changes, the approval decision and the approval request a transition brings."""
     changes: dict[str, Any] = {"state": target}
-    if event not in (Event.RETRY, Event.STEP_FAILED):
+    if event not in (Event.RETRY, Event.AUTO_RETRY, Event.STEP_FAILED):
         changes["phase"] = incident.phase + 1
     if target == State.FAILED:
         changes |= {"failed_state": incident.state, "failure": str(data.get("reason", ""))[:2000]}
@@ -89,6 +89,8 @@ def effects(
         decide = (current.id, "approved")
     elif event in (Event.REJECT, Event.PICK) and current is not None and current.decision is None:
         decide = (current.id, "rejected")
+    elif event == Event.CONTAIN and current is not None and current.decision is None:
+        decide = (current.id, "withdrawn")  # the other account's flood comes first; a reboot would not stop it
     elif event == Event.RENEW:
         if not expired:
             raise InvalidTransition("renew", "the approval request has not expired")

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.core.progress import Hook
 from bot.errors import InvalidAccount
 
 # A login or address we are willing to put on a command line: letters, digits and
@@ -91,6 +92,7 @@ class Suspect:
     queued_by_login: int  # authenticated as the account's login
     sample_subjects: tuple[str, ...] = ()
     evidence: str = ""  # what named it: "sasl_login" (Postfix's record of the login) or "sender_address"
+    queued_total: int | None = None  # distinct messages from it, to it or by its login: what its cleanup deletes
 
 
 @dataclass(frozen=True)
@@ -126,15 +128,20 @@ class MailServer(Protocol):
 
     name: str
 
-    def diagnose(self, *, flood_threshold: int, exclude: frozenset[str] = frozenset()) -> Diagnosis:
-        """Snapshot the queue, attribute it to SASL logins and name a suspect, changing nothing."""
+    def diagnose(
+        self, *, flood_threshold: int, exclude: frozenset[str] = frozenset(), progress: Hook | None = None
+    ) -> Diagnosis:
+        """Snapshot the queue, attribute it to SASL logins and name a suspect, changing nothing.
+
+        `progress` (here and below) hears how far a long operation is: messages read, or acted on.
+        """
         ...
 
     def count(self, selection: Selection, *, queues: frozenset[str] | None = None) -> int:
         """Return how many queued messages match `selection` (in `queues`, default all)."""
         ...
 
-    def hold(self, selection: Selection) -> int:
+    def hold(self, selection: Selection, *, progress: Hook | None = None) -> int:
         """Put matching messages on hold; return how many."""
         ...
 
@@ -142,7 +149,7 @@ class MailServer(Protocol):
         """Release matching held messages; return how many."""
         ...
 
-    def delete(self, selection: Selection) -> int:
+    def delete(self, selection: Selection, *, progress: Hook | None = None) -> int:
         """Delete matching messages from every queue; return how many."""
         ...
 
@@ -150,8 +157,8 @@ class MailServer(Protocol):
         """Set the account's password (idempotent: setting the same one again is harmless)."""
         ...
 
-    def block_login(self, account: Account) -> None:
-        """Refuse the account's SASL login at once (idempotent)."""
+    def block_login(self, account: Account) -> str:
+        """Refuse the account's SASL login at once (idempotent); return where the block applies ('' if unknown)."""
         ...
 
     def unblock_login(self, account: Account) -> None:

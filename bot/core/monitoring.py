@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from bot.config import Config
@@ -10,6 +11,7 @@ from storage.models import Check, Incident
 
 TREND_CHECKS = 3  # the queue must not have grown over this many checks
 SPARKS = "▁▂▃▄▅▆▇█"
+_FIGURES = re.compile(r"\b\d[\d,.]*")  # standalone figures: "promo123" keeps its digits
 
 
 def assess(health: Health, checks: Sequence[Check], monitor_round: int, config: Config) -> tuple[bool, list[str]]:
@@ -43,11 +45,35 @@ def new_flood(health: Health, incident: Incident, flood_threshold: int) -> Ranke
     return None
 
 
+def restart_helps(*, postfix_running: bool, queue_size: int, flood: Ranked | None, config: Config) -> bool:
+    """Return whether a Postfix restart (or a reboot) could bring mail back to normal.
+
+    It can when Postfix is down or the queue does not drain. Another account's flood is neither: it
+    keeps coming after a restart, and only containing that account stops it; so with such a flood the
+    queue counts as not draining only if what is left of it without the flood is still too large."""
+    if flood is None or not postfix_running:
+        return True
+    return queue_size - flood.count >= config.normal_queue_size
+
+
 def describe(normal: bool, reasons: Sequence[str], queue_size: int) -> str:
     """Return the one-line log of a check."""
     if normal:
         return f":white_check_mark: check: normal (queue {queue_size})"
     return f":warning: check: not normal: {'; '.join(reasons)}"
+
+
+def verdict_of(normal: bool, reasons: Sequence[str]) -> tuple[bool, tuple[str, ...]]:
+    """Return what a check says, without its figures: two checks that say the same are one thread reply."""
+    return normal, tuple(_FIGURES.sub("#", reason) for reason in reasons)
+
+
+def trend(sizes: Sequence[int], last: int = 5) -> str:
+    """Return the queue over the last checks and which way it goes, e.g. "queue 1,250 → 980 → 610, draining"."""
+    shown = " → ".join(f"{size:,}" for size in sizes[-last:])
+    if len(sizes) < 2 or sizes[-1] == sizes[-2]:
+        return f"queue {shown}" + (", steady" if len(sizes) >= 2 else "")
+    return f"queue {shown}, {'draining' if sizes[-1] < sizes[-2] else 'growing'}"
 
 
 def sparkline(values: Sequence[int]) -> str:

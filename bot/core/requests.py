@@ -43,7 +43,8 @@ def parse_id(text: str, what: str = "incident") -> int:
     """Return `text` as an id: ASCII digits only, bounded length (a leading # is allowed)."""
     digits = text.strip().removeprefix("#")
     if not (digits.isascii() and digits.isdigit() and 0 < len(digits) <= MAX_ID_DIGITS):
-        raise BadRequest(f"{text[:20]!r} is not an {what} number, like 12")
+        shown = text if len(text) <= 20 else text[:20] + "…"  # never echo a huge value whole
+        raise BadRequest(f"{shown!r} is not an {what} number, like 12")
     return int(digits)
 
 

@@ -20,11 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.config import Config
-from bot.core import steps
+from bot.core import retrying, steps
 from bot.core.binding import PAST_TENSE, check_binding, offered_account
+from bot.core.diagnosis import deletes
 from bot.core.effects import authorize, effects
 from bot.core.mailserver import MailServer
-from bot.core.notifier import Notifier
+from bot.core.notifier import Notifier, stamp
 from bot.core.pool import ServerPool
 from bot.core.requests import Request
 from bot.core.stepping import StepRunner
@@ -209,7 +210,8 @@ class Runbook:
         self, incident_id: int, event: Event, *, actor: str, run: bool = True, asked: Request | None = None, **data: Any
     ) -> Incident:
         """Apply `event` (checking the table, the guard, what a person `asked` and the version), then run the
-        new state's steps. `failed_step=(run id, summary)` ends that step attempt in the same transaction."""
+        new state's steps. `failed_step=(run id, summary)` ends that step attempt in the same transaction;
+        `at_version` fires only if the incident is still at that version (a decision made on a snapshot)."""
         # Marked as worked on before the transition commits, so the scheduler never runs the new state's
         # steps beside this thread.
         with self.working(incident_id):
@@ -220,6 +222,8 @@ class Runbook:
     ) -> Incident:
         incident = self.get(incident_id)
         failed_step = data.pop("failed_step", None)
+        if data.pop("at_version", incident.version) != incident.version:  # decided on an older snapshot
+            raise InvalidTransition(event, "the incident changed meanwhile")
         if asked is not None:
             # Checked on this very snapshot: the transition below commits only at its version, so nobody's
             # "not this account" can slip in between the check and the change.
@@ -257,10 +261,8 @@ class Runbook:
             ) from None
         self.tell(incident)
         if ask is not None:  # the directors hear of it now, where Slack notifies them, not at the reminder
-            when = f"{ask.expires_at:%H:%M} UTC"
-            self.log_step(
-                incident, f":raised_hand: {self.directors_mention()} please decide on {ask.subject} (until {when})"
-            )
+            what = f"{ask.subject}{deletes(incident) if ask.what == 'cleanup' else ''} (until {stamp(ask.expires_at)})"
+            self.log_step(incident, f":raised_hand: {self.directors_mention()} please decide on {what}")
         if target in TERMINAL:  # a password never outlives its incident, delivered or not
             self.withdraw_password(incident, actor, "password_erased_incident_closed")
         return self.run_steps(incident.id) if run else incident
@@ -300,14 +302,18 @@ class Runbook:
         if isinstance(exc, ExecutorError):  # the connection may be half dead: the retry opens a new one
             self.servers.forget(incident.server)
         failed = (run_id, {"error": str(exc)})
+        then = retrying.plan(incident.state, exc, self.repo.audit_events(incident_id=incident.id))
+        said = f"; {announced}" if (announced := then.announce(self.now())) else ""
+        data: dict[str, Any] = {"reason": reason + said, "failed_step": failed, **then.details()}
         try:
-            self.fire(incident.id, Event.STEP_FAILED, actor=SYSTEM, run=False, reason=reason, failed_step=failed)
+            self.fire(incident.id, Event.STEP_FAILED, actor=SYSTEM, run=False, **data)
         except (AlreadyDone, InvalidTransition):  # aborted while the step ran: the attempt still ends failed
             self.repo.finish_step(step_id=run_id, status=steps.StepStatus.FAILED, summary=failed[1], now=self.now())
+            said = ""
         if step is steps.REBOOT:
             self.log_step(incident, f":sos: {self.directors_mention()} {reason}")
         else:
-            self.log_step(incident, f":x: {step.name} failed: {exc}")
+            self.log_step(incident, f":x: {step.name} failed: {exc}{said}")
 
     def _already_done(self, incident: Incident, event: Event) -> AlreadyDone | None:
         if event not in PAST_TENSE:
@@ -364,7 +370,7 @@ class Runbook:
         )
 
     def tell(self, incident: Incident) -> None:
-        # Notifying is best effort: the database is the record, and a Slack outage must not stop a step.
+        # A Slack outage must not stop a step: the notifier keeps what it could not show, `catch_up` shows it.
         try:
             ref = self.notifier.incident_changed(incident)
             if ref is not None:

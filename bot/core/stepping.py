@@ -82,6 +82,8 @@ class StepRunner:
             with self._heartbeat(run_id):
                 # Connecting is part of the step: an unreachable server fails it like any command.
                 ctx = self._context(incident)
+                ctx.recheck = recheck
+                ctx.note = lambda **fields: self.repo.note_step(step_id=run_id, summary=fields)
                 if not step.when(ctx):
                     self.repo.finish_step(step_id=run_id, status=steps.StepStatus.SKIPPED, summary={}, now=self.now())
                     return True

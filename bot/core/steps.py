@@ -3,7 +3,8 @@
 A step that changes the server is recorded as started before it runs and done after. When a
 restarted bot finds one started but not done, it calls `verify` (True: the effect is already on
 the server, so it is marked done without running again); a step without `verify` is idempotent
-and is run again (setting the same stored password again, releasing what is already released).
+and is run again (setting the same stored password again, releasing what is already released),
+except the bulk deletes, which re-check the queue themselves to count what a cut attempt deleted.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from bot.config import Config, ServerConfig
 from bot.core import diagnosis as diagnosis_codec
 from bot.core.mailserver import Account, Diagnosis, MailServer, Selection, validate_account
 from bot.core.notifier import MessageRef, Notifier
+from bot.core.progress import Reporter
 from bot.core.vault import Vault, generate_password
-from storage.models import Incident
+from storage.models import Incident, StepRun
 
 
 class StepName(StrEnum):
@@ -67,6 +69,14 @@ class StepContext:
     save: Callable[..., None]
     now: Callable[[], datetime]
     withdraw_password: Callable[[Incident, str, str], bool]
+    # Set by the step runner: writes fields into this attempt's record at once (before the server
+    # changes), and says whether an earlier attempt of the step died or failed, maybe half way.
+    note: Callable[..., None] = lambda **fields: None
+    recheck: bool = False
+
+    def progress(self, label: str, *, total: int | None = None) -> Reporter:
+        """Return the hook for a long operation's progress, shown by the notifier until closed (`with`)."""
+        return Reporter(lambda shown: self.notifier.step_progress(self.incident, shown), label, total=total)
 
     @property
     def account(self) -> Account:
@@ -91,9 +101,10 @@ class Step:
 
 def _diagnose(ctx: StepContext) -> StepOutcome:
     incident = ctx.incident
-    diagnosis = ctx.server.diagnose(
-        flood_threshold=ctx.config.flood_threshold, exclude=frozenset(incident.rejected_accounts)
-    )
+    with ctx.progress("reading the queue") as progress:
+        diagnosis = ctx.server.diagnose(
+            flood_threshold=ctx.config.flood_threshold, exclude=frozenset(incident.rejected_accounts), progress=progress
+        )
     summary = diagnosis_codec.to_json(diagnosis)
     if incident.picked_account:
         account = _account_for(incident.picked_account, ctx.server_config.mail_domain, diagnosis)
@@ -127,7 +138,8 @@ def _selection(ctx: StepContext, kind: str) -> Selection:
 
 def _hold(kind: str) -> Step:
     def run(ctx: StepContext) -> StepOutcome:
-        held = ctx.server.hold(_selection(ctx, kind))
+        with ctx.progress(f"holding ({kind} {_target(ctx, kind)})") as progress:
+            held = ctx.server.hold(_selection(ctx, kind), progress=progress)
         return StepOutcome({"held": held}, f"Held {held} queued messages ({kind} {_target(ctx, kind)})")
 
     def verify(ctx: StepContext) -> bool:
@@ -137,22 +149,42 @@ def _hold(kind: str) -> Step:
 
 
 def _delete(kind: str) -> Step:
+    """A bulk delete that counts what it is about to delete and records it before anything changes:
+    when an attempt is cut (the link drops under postsuper) nobody knows how many it deleted, but the
+    count the first attempt saw minus what is queued now does."""
+    name = StepName(f"delete_{kind}")
+
     def run(ctx: StepContext) -> StepOutcome:
-        deleted = ctx.server.delete(_selection(ctx, kind))
-        left = ctx.server.count(_selection(ctx, kind))
-        return StepOutcome(
-            {"deleted": deleted, "left": left},
-            f"Deleted {deleted} queued messages ({kind} {_target(ctx, kind)})",
-        )
+        selection = _selection(ctx, kind)
+        queued = ctx.server.count(selection)
+        first = next((r.summary["queued"] for r in _runs(ctx, name) if "queued" in r.summary), None)
+        if first is None:
+            ctx.note(queued=queued)
+            first = queued
+        cut_short = max(first - queued, 0)  # what earlier attempts deleted before they were cut
+        if ctx.recheck and queued == 0:  # the cut attempt had deleted everything: nothing to run again
+            summary = {"deleted": cut_short, "left": 0, "verified": "already applied; not run again"}
+            return StepOutcome(summary, f"Deleted {cut_short} queued messages ({kind} {_target(ctx, kind)}), verified")
+        with ctx.progress(f"deleting ({kind} {_target(ctx, kind)})", total=queued) as progress:
+            deleted = cut_short + ctx.server.delete(selection, progress=progress)
+        summary = {"deleted": deleted, "left": ctx.server.count(selection)}
+        text = f"Deleted {deleted} queued messages ({kind} {_target(ctx, kind)})"
+        if ctx.recheck:
+            summary["completed"] = f"re-checked: {queued} left of {first}, {cut_short} deleted by the cut attempt"
+            text += f", {cut_short} of them before the connection was cut"
+        return StepOutcome(summary, text)
 
-    def verify(ctx: StepContext) -> bool:
-        return ctx.server.count(_selection(ctx, kind)) == 0
+    return Step(name, run)
 
-    return Step(StepName(f"delete_{kind}"), run, verify)
+
+def _runs(ctx: StepContext, name: StepName) -> list[StepRun]:
+    """Return the attempts of step `name` in the incident's current phase, oldest first."""
+    return [r for r in ctx.incident.steps if r.phase == ctx.incident.phase and r.step == name]
 
 
 SYSTEM_ACTOR = "mailfix"
 _NOT_HELD = frozenset({"active", "deferred", "incoming", "maildrop"})
+_HELD = frozenset({"hold"})
 
 
 def _target(ctx: StepContext, kind: str) -> str:
@@ -164,9 +196,14 @@ def _release(ctx: StepContext) -> StepOutcome:
     return StepOutcome({"released": released}, f"Released {released} held messages of {ctx.account.address}")
 
 
+def _released(ctx: StepContext) -> bool:
+    return all(ctx.server.count(_selection(ctx, kind), queues=_HELD) == 0 for kind in ("from", "login"))
+
+
 def _block(ctx: StepContext) -> StepOutcome:
-    ctx.server.block_login(ctx.account)
-    return StepOutcome({}, f"Blocked SMTP login {ctx.account.login}")
+    # Where the block takes effect (which smtpd services consult the map): people must know at once.
+    where = ctx.server.block_login(ctx.account)
+    return StepOutcome({"where": where}, f"Blocked SMTP login {ctx.account.login}" + (f": {where}" if where else ""))
 
 
 def _unblock(ctx: StepContext) -> StepOutcome:
@@ -257,7 +294,7 @@ BLOCK_LOGIN = Step(
 UNBLOCK_LOGIN = Step(StepName.UNBLOCK_LOGIN, _unblock, lambda ctx: not ctx.server.is_login_blocked(ctx.account))
 KICK_SESSIONS = Step(StepName.KICK_SESSIONS, _kick)
 RECORD_CONTAINMENT = Step(StepName.RECORD_CONTAINMENT, _record_containment)
-RELEASE_HELD = Step(StepName.RELEASE_HELD, _release)
+RELEASE_HELD = Step(StepName.RELEASE_HELD, _release, _released)
 CHANGE_PASSWORD = Step(StepName.CHANGE_PASSWORD, _change_password)
 PURGE_INBOX = Step(StepName.PURGE_INBOX, _purge, lambda ctx: ctx.server.inbox_count(ctx.account) == 0)
 NOTIFY_USER = Step(StepName.NOTIFY_USER, _notify)

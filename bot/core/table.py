@@ -8,16 +8,21 @@ it, and the monitoring rounds. Buttons, CLI hints, upkeep and the report all rea
     ─not_normal_after_restart→ awaiting_reboot_approval ─approve_reboot→ rebooting → monitoring
     (round 2) ─not_normal_after_reboot→ failed ("needs a human").
     awaiting_approval ─reject/pick→ releasing ─released→ diagnosing;  monitoring ─contain→ diagnosing.
+    Not normal only because another account floods: a restart or reboot would not stop it, so the round
+    is watched again (monitoring ─other_flood→ monitoring) and "contain" is offered, in reboot approval too.
+    A working state whose step fails goes to failed; retry (a person) or auto_retry (the scheduler, after
+    a backoff, for a passing fault only) goes back to it and resumes its steps where they stopped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from bot.core import steps
-from bot.errors import InvalidTransition
+from bot.errors import CommandTimeout, DeliveryDelayed, HostUnreachable, InvalidTransition, MailfixError
 from storage.models import Incident
 
 
@@ -58,11 +63,13 @@ class Event(StrEnum):
     NOT_NORMAL = "not_normal"
     NOT_NORMAL_AFTER_RESTART = "not_normal_after_restart"
     NOT_NORMAL_AFTER_REBOOT = "not_normal_after_reboot"
+    OTHER_FLOOD = "other_flood"  # not normal only for another account's flood: watch again, never restart for it
     RESTARTED = "restarted"
     APPROVE_REBOOT = "approve_reboot"
     REBOOTED = "rebooted"
     STEP_FAILED = "step_failed"
     RETRY = "retry"
+    AUTO_RETRY = "auto_retry"  # the scheduler's own retry of a step that failed for a passing fault
     ABORT = "abort"
 
 
@@ -118,11 +125,14 @@ TRANSITIONS: Mapping[tuple[State, Event], Rule] = {
     (S.MONITORING, E.NOT_NORMAL): Rule(S.RESTARTING, G.SYSTEM),
     (S.MONITORING, E.NOT_NORMAL_AFTER_RESTART): Rule(S.AWAITING_REBOOT_APPROVAL, G.SYSTEM),
     (S.MONITORING, E.NOT_NORMAL_AFTER_REBOOT): Rule(S.FAILED, G.SYSTEM),
+    (S.MONITORING, E.OTHER_FLOOD): Rule(S.MONITORING, G.SYSTEM),
     (S.RESTARTING, E.RESTARTED): Rule(S.MONITORING, G.SYSTEM),
     (S.AWAITING_REBOOT_APPROVAL, E.APPROVE_REBOOT): Rule(S.REBOOTING, G.APPROVER),
     (S.AWAITING_REBOOT_APPROVAL, E.RENEW): Rule(S.AWAITING_REBOOT_APPROVAL, G.OPERATOR),
+    (S.AWAITING_REBOOT_APPROVAL, E.CONTAIN): Rule(S.DIAGNOSING, G.OPERATOR),  # withdraws the reboot request
     (S.REBOOTING, E.REBOOTED): Rule(S.MONITORING, G.SYSTEM),
     (S.FAILED, E.RETRY): Rule(None, G.OPERATOR),
+    (S.FAILED, E.AUTO_RETRY): Rule(None, G.SYSTEM),
 }
 
 
@@ -155,6 +165,12 @@ MONITOR_ROUNDS: tuple[MonitorRound, ...] = (
 # Retrying these states' failed steps repeats a decision (restart, reboot): only a director may, and
 # not the one who opened the incident (four-eyes), as for the first approval.
 RETRY_GUARD: Mapping[State, Guard] = {S.RESTARTING: G.APPROVER, S.REBOOTING: G.APPROVER}
+# The scheduler retries a step that failed for a passing fault (no answer, a timeout, a link cut in
+# mid-command) by itself after each of these pauses in turn, then waits for a person's Retry. A
+# refused host key or key, or a command's own error, needs a person at once; so does a failed
+# restart or reboot, whose retry repeats a director's decision (RETRY_GUARD).
+AUTO_RETRY_BACKOFF = (timedelta(seconds=30), timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=5))
+PASSING_FAULTS = (HostUnreachable, CommandTimeout, DeliveryDelayed)
 
 TERMINAL = frozenset({S.RESOLVED, S.ABORTED})
 WORKING = frozenset(s for s, stage in STAGES.items() if stage.completes is not None)
@@ -193,6 +209,14 @@ def completion_event(incident: Incident) -> Event | None:
 def person_events(state: str) -> tuple[Event, ...]:
     """Return the events people may fire in `state`, in table order (the buttons and CLI verbs it offers)."""
     return tuple(e for (s, e), rule in TRANSITIONS.items() if s == state and rule.guard != Guard.SYSTEM)
+
+
+def auto_retry_after(failed_state: str, error: MailfixError, retried: int) -> timedelta | None:
+    """Return the pause before the scheduler retries a step that failed with `error` after `retried`
+    automatic retries, or None when a person must decide."""
+    if State(failed_state) in RETRY_GUARD or not isinstance(error, PASSING_FAULTS):
+        return None
+    return AUTO_RETRY_BACKOFF[retried] if retried < len(AUTO_RETRY_BACKOFF) else None
 
 
 def monitor_round_after(event: Event, current: int) -> int:

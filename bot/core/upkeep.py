@@ -9,9 +9,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.core import monitoring
+from bot.core import monitoring, retrying
 from bot.core.binding import flood_account
 from bot.core.effects import pending_approval
+from bot.core.notifier import stamp
 from bot.core.runbook import SYSTEM, Runbook
 from bot.core.steps import StepName, StepStatus
 from bot.core.table import APPROVAL_FOR, MONITOR_ROUNDS, STAGES, WORKING, Event, State
@@ -59,7 +60,9 @@ class Upkeep:
             details=details,
             **values,
         )
-        rb.log_step(incident, monitoring.describe(normal, reasons, values["queue_size"]))
+        said = [monitoring.verdict_of(c.normal, c.details.get("reasons") or ()) for c in incident.checks]
+        if not said or said[-1] != monitoring.verdict_of(normal, reasons):  # the message shows every check
+            rb.log_step(incident, monitoring.describe(normal, reasons, values["queue_size"]))
         if new_flood is not None and not any(
             (c.details.get("new_flood") or {}).get("name") == new_flood.name for c in incident.checks
         ):
@@ -75,7 +78,20 @@ class Upkeep:
         rb.tell(incident)
         if incident.monitor_deadline is not None and rb.now() >= incident.monitor_deadline:
             event = Event.NORMAL if normal else MONITOR_ROUNDS[incident.monitor_round].escalates_with
-            reason = "; ".join(reasons)
+            reason, config = "; ".join(reasons), rb.config
+            running, size = bool(values["postfix_running"]), values["queue_size"]
+            helps = monitoring.restart_helps(postfix_running=running, queue_size=size, flood=new_flood, config=config)
+            if new_flood is not None and not (normal or helps):
+                # Another account's flood: a restart or reboot would not stop it. Watch again, offer to contain it.
+                event, reason = Event.OTHER_FLOOD, f"not normal only because {new_flood.name} floods"
+                rb.log_step(
+                    incident,
+                    # Each round asks the directors again: it is theirs to contain, and nothing else ends it.
+                    f"{rb.directors_mention()} :no_entry_sign: No Postfix restart: mail is not normal only because "
+                    f"{new_flood.name} floods "
+                    f"({new_flood.count} queued), which a restart or a reboot would not stop. Contain it too; "
+                    "mailfix keeps watching.",
+                )
             if event == Event.NOT_NORMAL_AFTER_REBOOT:
                 reason = f"needs a human: mail is still not normal after a Postfix restart and a reboot ({reason})"
                 rb.log_step(incident, f":sos: {rb.directors_mention()} {reason}")
@@ -98,13 +114,33 @@ class Upkeep:
                 elif incident.state == State.MONITORING and self._check_due(incident):
                     with rb.working(incident.id):
                         incident = self.tick(incident.id)
+                    self._next_check_by_deadline(incident)
+                elif incident.state == State.FAILED:
+                    incident = self._auto_retry(incident)
                 if incident.state in APPROVAL_FOR:
                     self._remind_or_expire(incident)
             except MailfixError as exc:
                 log.warning("incident #%s: %s", incident.id, exc)
             done.append(incident)
         self._withdraw_old_passwords()
+        try:  # what Slack missed (a failed update, a reply not posted) is re-applied here
+            rb.notifier.catch_up()
+        except Exception:
+            log.exception("could not catch up with what people were not told yet")
         return done
+
+    def _auto_retry(self, incident: Incident) -> Incident:
+        """Retry a step that failed for a passing fault once its pause is over; the transition commits at
+        the incident's version, so of two schedulers only one retries."""
+        rb = self.runbook
+        incident = rb.get(incident.id)  # read before the audit trail: the decision stands only at this version
+        due = retrying.due_at(rb.repo.audit_events(incident_id=incident.id))
+        if due is None or rb.now() < due:
+            return incident
+        try:
+            return rb.fire(incident.id, Event.AUTO_RETRY, actor=SYSTEM, at_version=incident.version)
+        except (AlreadyDone, InvalidTransition):  # a person (or another scheduler) retried or aborted first
+            return rb.get(incident.id)
 
     def _remind_or_expire(self, incident: Incident) -> None:
         """Remind the directors once, halfway to the deadline; at the deadline, expire the request."""
@@ -123,8 +159,8 @@ class Upkeep:
         elif self._halfway(pending, now) and rb.repo.mark_reminded(approval_id=pending.id, now=now):
             rb.log_step(
                 incident,
-                f":bell: Reminder {directors}: the {pending.what} of incident "
-                f"#{incident.id} waits for a director (expires {pending.expires_at:%H:%M} UTC).",
+                f":bell: {directors} Reminder: incident #{incident.id} waits for a director to decide on "
+                f"{pending.subject or f'the {pending.what}'} (expires {stamp(pending.expires_at)}).",
             )
 
     @staticmethod
@@ -150,10 +186,14 @@ class Upkeep:
         )
 
     def _check_due(self, incident: Incident) -> bool:
-        rb = self.runbook
-        full = rb.get(incident.id)
-        if not full.checks:
-            return True
-        interval = timedelta(seconds=rb.config.check_interval_seconds)
-        deadline_passed = full.monitor_deadline is not None and rb.now() >= full.monitor_deadline
-        return deadline_passed or rb.now() - full.checks[-1].at >= interval
+        """Claim the incident's due check in the database, on its clock: of several schedulers (replicas),
+        one runs each check, and the next is not due for an interval."""
+        hold = timedelta(seconds=self.runbook.config.check_interval_seconds)
+        return self.runbook.repo.claim_check(incident_id=incident.id, hold=hold)
+
+    def _next_check_by_deadline(self, incident: Incident) -> None:
+        """After a check, bring the next one forward to the monitoring deadline when that comes first, so the
+        verdict is not late (done after the check, so that no other replica's check runs beside it)."""
+        rb, deadline = self.runbook, incident.monitor_deadline
+        if incident.state == State.MONITORING and deadline is not None and rb.now() < deadline:
+            rb.repo.hasten_check(incident_id=incident.id, within=deadline - rb.now())

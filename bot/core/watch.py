@@ -4,8 +4,8 @@ Each poll runs the read-only diagnosis on every server with no open incident. An
 queued mail crosses `flood_threshold` raises one alert (with a "Start incident" button in Slack);
 the alert stays open, and silent, while the flood lasts, and is updated when it ends. A server that
 cannot be reached raises one alert, updated when it answers again. Alerts live in the database
-(`storage.models.FloodAlert`), so a restarted watcher does not alert twice, and a unique index
-keeps two watchers from raising the same one.
+(`storage.models.FloodAlert`), so a restarted watcher does not alert twice; a unique index keeps two
+watchers (replicas) from raising the same one, and a claim in the database from telling it twice.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bot.config import Config
@@ -31,6 +31,8 @@ FLOOD, UNREACHABLE = "flood", "unreachable"
 # A flood ends when its count falls below this share of the threshold, not at the threshold itself:
 # a count wavering around the threshold would otherwise end and raise the alert again every poll.
 END_BELOW = 0.5
+# How long a watcher may take to tell an alert before another may (a watcher that died while telling).
+TELLING_LEASE = timedelta(minutes=2)
 
 
 class AlertNotifier(Protocol):
@@ -213,12 +215,17 @@ class Watcher:
                 self._tell_raised(alert)
 
     def _tell_raised(self, alert: FloodAlert) -> None:
+        # Claimed first, in the database: of two watchers (replicas) seeing the alert untold, one tells it.
+        if not self.repo.claim_telling(alert_id=alert.id, lease=TELLING_LEASE):
+            log.info("flood watch: alert #%s is told already, or being told by another watcher", alert.id)
+            return
         try:
             ref = self.notifier.alert_raised(alert)
         except Exception:
             log.exception("flood watch: could not tell alert #%s; trying again at the next poll", alert.id)
+            self.repo.update_alert(alert_id=alert.id, telling_until=None)  # let the next poll (anywhere) tell it
             return
-        fields: dict[str, Any] = {"notified_at": self.now()}
+        fields: dict[str, Any] = {"notified_at": self.now(), "telling_until": None}
         if ref is not None:
             fields |= {"slack_channel": ref.channel, "slack_ts": ref.ts}
         self.repo.update_alert(alert_id=alert.id, **fields)

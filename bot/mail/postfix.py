@@ -9,9 +9,11 @@ once from `mailfix start` to the flood held, as an admin would with the bare too
 On the server the listing loses the members the diagnosis does not read (`TRIM_LISTING`), and on a
 slow link it and the log lines travel gzip'ed (`SSHExecutor.compresses`).
 
-Blocking a login needs, in main.cf, before `permit_sasl_authenticated`:
+Blocking a login needs every smtpd service that accepts SASL logins to consult the map before
+`permit_sasl_authenticated`, in main.cf or in the service's `-o` overrides in master.cf:
     smtpd_recipient_restrictions = check_sasl_access hash:/etc/postfix/sasl_access,
         permit_sasl_authenticated, permit_mynetworks, reject_unauth_destination
+`block_login` says which services do and do not (bot.mail.restrictions).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bot.core.mailserver import (
     Suspect,
     validate_account,
 )
+from bot.core.progress import Hook
 from bot.errors import CommandFailed, CommandTimeout, HostUnreachable
 from bot.mail.commands import TRIM_LISTING, reblocked
 from bot.mail.executor import RemoteProcess, SSHExecutor
@@ -40,7 +43,7 @@ from bot.mail.passwords import SHELL_PATH, set_password
 from bot.mail.postsuper import feed_postsuper
 from bot.mail.queue import QueueAggregator, account_aliases
 from bot.mail.sasl import SaslLog, blocked_keys, login_keys, read_map, read_sasl_log, update_block
-from bot.mail.selection import SelectionMatcher, select_ids
+from bot.mail.selection import SelectionMatcher, cleanup_total, select_ids
 from bot.mail.subjects import (
     PREFETCH_AFTER,
     SAMPLE_SUBJECTS,
@@ -100,9 +103,11 @@ class PostfixServer:
 
     # ---- queue ----------------------------------------------------------------------------
 
-    def diagnose(self, *, flood_threshold: int, exclude: frozenset[str] = frozenset()) -> Diagnosis:
+    def diagnose(
+        self, *, flood_threshold: int, exclude: frozenset[str] = frozenset(), progress: Hook | None = None
+    ) -> Diagnosis:
         """Snapshot the queue, attribute it to SASL logins and name a suspect, changing nothing."""
-        aggregator, prefetched = self._aggregate(prefetch_samples=True)
+        aggregator, prefetched = self._aggregate(prefetch_samples=True, progress=progress)
         domain = self.server.mail_domain
         verdict = find_suspect(
             aggregator,
@@ -130,6 +135,9 @@ class PostfixServer:
                 queued_by_login=_count(aggregator.logins, account_aliases(account.login, domain)),
                 sample_subjects=prefetched.subjects(samples, self._subjects, suspect_ids={*from_ids, *login_ids}),
                 evidence=verdict.evidence,
+                queued_total=cleanup_total(
+                    aggregator, address=account.address, login=account.login, mail_domain=domain
+                ),
             )
         return Diagnosis(
             snapshot=aggregator.snapshot(),
@@ -149,20 +157,20 @@ class PostfixServer:
         finally:
             listing.close()
 
-    def hold(self, selection: Selection) -> int:
+    def hold(self, selection: Selection, *, progress: Hook | None = None) -> int:
         """Put matching messages on hold; return how many."""
         listed = self._listed.take(selection) if self._listed is not None else None
         if listed is not None:
-            return feed_postsuper(self.executor, "-h", iter(listed))
-        return self._postsuper("-h", selection, skip_queues=frozenset({"hold"}))
+            return feed_postsuper(self.executor, "-h", iter(listed), progress=progress, total=len(listed))
+        return self._postsuper("-h", selection, skip_queues=frozenset({"hold"}), progress=progress)
 
     def release(self, selection: Selection) -> int:
         """Release matching held messages; return how many."""
         return self._postsuper("-H", selection, queues=frozenset({"hold"}))
 
-    def delete(self, selection: Selection) -> int:
+    def delete(self, selection: Selection, *, progress: Hook | None = None) -> int:
         """Delete matching messages from every queue; return how many."""
-        return self._postsuper("-d", selection)
+        return self._postsuper("-d", selection, progress=progress)
 
     def flush_queue(self) -> None:
         """Ask Postfix to retry the deferred mail now."""
@@ -175,9 +183,12 @@ class PostfixServer:
         validate_account(account.login)
         set_password(self.executor, self.server, account, password)
 
-    def block_login(self, account: Account) -> None:
-        """Refuse the account's SASL login at once (idempotent)."""
-        update_block(self.executor, self.server.sasl_access_map, self._login_keys(account), blocked=True)
+    def block_login(self, account: Account) -> str:
+        """Refuse the account's SASL login at once (idempotent); return which smtpd services consult the map."""
+        blocking = update_block(self.executor, self.server.sasl_access_map, self._login_keys(account), blocked=True)
+        if blocking.warning:
+            log.warning("%s: %s", self.executor.host, blocking.warning)
+        return blocking.describe()
 
     def unblock_login(self, account: Account) -> None:
         """Undo block_login (idempotent)."""
@@ -281,7 +292,7 @@ class PostfixServer:
             log.warning("%s: %s", self.executor.host, warning)
         return sasl
 
-    def _aggregate(self, *, prefetch_samples: bool) -> tuple[QueueAggregator, Prefetch]:
+    def _aggregate(self, *, prefetch_samples: bool, progress: Hook | None = None) -> tuple[QueueAggregator, Prefetch]:
         self.executor.compresses()  # connects (and measures the link) once, before the channels open
         aggregator = QueueAggregator(login_of=None, mail_domain=self.server.mail_domain)
         prefetch = Prefetch()
@@ -306,6 +317,8 @@ class PostfixServer:
                         aggregator.set_logins(sasl.result().login_of)
                     if prefetch_samples and aggregator.total >= PREFETCH_AFTER:
                         prefetch.start(pool, leading_samples(aggregator), self._subjects)
+                    if progress is not None:
+                        progress(aggregator.total, None)  # how many there are shows only at the end
                 listing.wait()
                 if aggregator.login_of is None:
                     aggregator.set_logins(sasl.result().login_of)
@@ -331,12 +344,13 @@ class PostfixServer:
         *,
         queues: frozenset[str] | None = None,
         skip_queues: frozenset[str] = frozenset(),
+        progress: Hook | None = None,
     ) -> int:
         self._listed = None  # the queue changes: what the diagnosis listed no longer stands
         listing, matcher = self._select(selection)
         try:
             ids = select_ids(listing.lines(), matcher, queues=queues, skip_queues=skip_queues)
-            return feed_postsuper(self.executor, flag, ids, before_summary=listing.wait)
+            return feed_postsuper(self.executor, flag, ids, before_summary=listing.wait, progress=progress)
         finally:
             listing.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
+from bot.core.progress import Hook
 from bot.mail.commands import reblocked
 from bot.mail.executor import RemoteProcess, SSHExecutor
 
@@ -15,25 +16,39 @@ _POSTSUPER_SUMMARY = re.compile(r"postsuper: (Deleted|Placed on hold|Released fr
 
 
 def feed_postsuper(
-    executor: SSHExecutor, flag: str, ids: Iterator[str], *, before_summary: Callable[[], object] = lambda: None
+    executor: SSHExecutor,
+    flag: str,
+    ids: Iterator[str],
+    *,
+    before_summary: Callable[[], object] = lambda: None,
+    progress: Hook | None = None,
+    total: int | None = None,
 ) -> int:
     """Run `postsuper FLAG -` on `ids` as they come, a chunk per process; return the sum of their counts.
 
     postsuper reads all its input before it acts: one process per chunk lets it act while the listing
-    still runs, and two at a time keep a slow one (deleting is) from holding the rest back.
+    still runs, and two at a time keep a slow one (deleting is) from holding the rest back. `progress`
+    hears the sum so far as each process ends (of `total` IDs, when known before they are listed).
     """
     running: list[RemoteProcess] = []
     acted = 0
+
+    def finish_oldest() -> None:
+        nonlocal acted
+        acted += postsuper_count(running.pop(0).wait().stderr_tail)
+        if progress is not None:
+            progress(acted, total)
+
     try:
         for chunk in _chunks(ids, POSTSUPER_CHUNK):  # an empty selection runs nothing
             if len(running) == POSTSUPER_PARALLEL:
-                acted += postsuper_count(running.pop(0).wait().stderr_tail)
+                finish_oldest()
             running.append(executor.start(reblocked([POSTSUPER, flag, "-"], stream="stderr")))
             running[-1].write(chunk)
             running[-1].close_stdin()
         before_summary()  # a failed listing must fail the step, not pass for a short one
         while running:
-            acted += postsuper_count(running.pop(0).wait().stderr_tail)
+            finish_oldest()
         return acted
     finally:
         for process in running:

@@ -7,7 +7,8 @@ Members we do not know are ignored; a line that is not such an object is counted
 Nothing here keeps the messages. Memory is bounded whatever the senders and recipients: the rankings
 of all senders and recipients are bounded summaries (`TopCounter`); exact counts are kept only for
 addresses of the mail domain and for SASL logins (the accounts mailfix can act on), and the IDs of
-each local sender's and login's messages for an immediate hold.
+each local sender's, recipient's and login's messages (for an immediate hold, and to count a cleanup's
+messages once each).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ QUEUE_NAMES = ("active", "deferred", "hold", "incoming", "maildrop")
 _HEAD_RE = re.compile(rb'^\{\s*"queue_name"\s*:\s*"([a-z]+)"\s*,\s*"queue_id"\s*:\s*"([0-9A-Za-z]+)"')
 
 Message = dict[str, Any]
+IdsByName = dict[str, list[str]]
 
 
 def parse_line(line: bytes | str) -> Message | None:
@@ -98,6 +100,7 @@ class Batch:
     ids: list[str]
     senders: list[str]  # lower-cased, the null sender as MAILER-DAEMON
     recipients: list[str]  # every message's distinct recipients, lower-cased, one after the other
+    recipient_ids: list[str]  # the queue ID of the message of each entry of `recipients`
     total_bytes: int
     oldest_arrival: float | None
     malformed: int
@@ -138,8 +141,11 @@ def _parse_regular(lines: list[bytes]) -> Batch | None:
             return None
     except (ValueError, KeyError, TypeError):
         return None
+    recipient_ids = ids
     if set(map(len, recipient_lists)) != {1}:  # not one recipient each: count a message once per address
-        addresses = [address for found in recipient_lists for address in {r["address"].lower() for r in found}]
+        distinct = [{r["address"].lower() for r in found} for found in recipient_lists]
+        addresses = [address for found in distinct for address in found]
+        recipient_ids = [queue_id for queue_id, found in zip(ids, distinct, strict=True) for _ in found]
     senders = list(map(str.lower, senders))
     if not NOT_ACCOUNTS.isdisjoint(senders):
         senders = [NULL_SENDER if sender in NOT_ACCOUNTS else sender for sender in senders]
@@ -148,6 +154,7 @@ def _parse_regular(lines: list[bytes]) -> Batch | None:
         ids=ids,
         senders=senders,
         recipients=list(map(str.lower, addresses)),
+        recipient_ids=recipient_ids,
         total_bytes=sum(sizes),
         oldest_arrival=min(arrivals, default=None),
         malformed=0,
@@ -179,6 +186,7 @@ def _parse_each(lines: list[bytes]) -> Batch:
         ids=[m["queue_id"] for m in messages],
         senders=[sender_of(m) for m in messages],
         recipients=[address for m in messages for address in recipients_of(m)],
+        recipient_ids=[m["queue_id"] for m in messages for _ in recipients_of(m)],
         total_bytes=sum(s for m in messages if type(s := m.get("message_size")) is int),
         oldest_arrival=min(arrivals, default=None),
         malformed=malformed,
@@ -253,6 +261,10 @@ class QueueAggregator:
         # suspect's mail feeds postsuper right after the diagnosis, without listing the queue again.
         self.open_ids_by_sender: dict[str, list[str]] = {}
         self.open_ids_by_login: dict[str, list[str]] = {}
+        # The rest of the local mail, by ID, so that the messages a cleanup deletes count once each.
+        self.held_ids_by_sender: dict[str, list[str]] = {}
+        self.held_ids_by_login: dict[str, list[str]] = {}
+        self.ids_by_recipient: dict[str, list[str]] = {}
 
     def set_logins(self, login_of: Mapping[str, str]) -> None:
         """Provide queue ID -> SASL login, attributing the lines aggregated so far."""
@@ -286,13 +298,17 @@ class QueueAggregator:
         self.by_queue.update(batch.queue_names)
         self.senders.update(batch.senders)
         self.recipients.update(batch.recipients)
-        suffix = self.mail_suffix  # inline of _is_local: this runs for every message and recipient
+        suffix = self.mail_suffix  # inline of is_local: this runs for every message and recipient
         local = [s.endswith(suffix) or "@" not in s for s in batch.senders]
         self.local_senders.update(compress(batch.senders, local))
-        self.local_recipients.update([r for r in batch.recipients if r.endswith(suffix) or "@" not in r])
+        local_to = [r.endswith(suffix) or "@" not in r for r in batch.recipients]
+        self.local_recipients.update(compress(batch.recipients, local_to))
+        local_ids = compress(batch.recipient_ids, local_to)
+        for recipient, queue_id in zip(compress(batch.recipients, local_to), local_ids, strict=True):
+            self.ids_by_recipient.setdefault(recipient, []).append(queue_id)
         self._sample(batch.senders, batch.ids, suffix=self.mail_suffix)
         _collect(
-            self.open_ids_by_sender,
+            (self.open_ids_by_sender, self.held_ids_by_sender),
             batch.queue_names,
             batch.ids,
             [s if x else None for s, x in zip(batch.senders, local, strict=True)],
@@ -302,27 +318,27 @@ class QueueAggregator:
         else:
             self._attribute(batch.queue_names, batch.ids, batch.senders)
 
-    def _is_local(self, address: str) -> bool:
+    def is_local(self, address: str) -> bool:
         return address.endswith(self.mail_suffix) or "@" not in address
 
     def _attribute(self, names: list[str], ids: list[str], senders: list[str]) -> None:
         if not self.login_of:
-            self.unattributed_senders.update(filter(self._is_local, senders))
+            self.unattributed_senders.update(filter(self.is_local, senders))
             return
         logins = list(map(self.login_of.get, ids))
         self.logins.update(filter(None, logins))
         unattributed = compress(senders, map(operator.not_, logins))
-        self.unattributed_senders.update(filter(self._is_local, unattributed))
+        self.unattributed_senders.update(filter(self.is_local, unattributed))
         self._sample(logins, ids)
-        _collect(self.open_ids_by_login, names, ids, logins)
+        _collect((self.open_ids_by_login, self.held_ids_by_login), names, ids, logins)
 
     def sent_from(self, names: Iterable[str]) -> int:
         """Return how many messages the local addresses `names` sent, exactly (summary counts for others)."""
-        return sum(self.local_senders.get(n, 0) if self._is_local(n) else self.senders.get(n) for n in names)
+        return sum(self.local_senders.get(n, 0) if self.is_local(n) else self.senders.get(n) for n in names)
 
     def sent_to(self, names: Iterable[str]) -> int:
         """Return how many messages went to the local addresses `names`, exactly (summary counts for others)."""
-        return sum(self.local_recipients.get(n, 0) if self._is_local(n) else self.recipients.get(n) for n in names)
+        return sum(self.local_recipients.get(n, 0) if self.is_local(n) else self.recipients.get(n) for n in names)
 
     def open_ids(self, *, senders: Iterable[str] = (), logins: Iterable[str] = ()) -> list[str]:
         """Return the IDs of the listed messages not on hold sent from `senders` or as `logins`, each once."""
@@ -367,12 +383,13 @@ class QueueAggregator:
 
 
 def _collect(
-    ids_by_name: dict[str, list[str]], queue_names: list[str], ids: list[str], names: Sequence[str | None]
+    into: tuple[IdsByName, IdsByName], queue_names: list[str], ids: list[str], names: Sequence[str | None]
 ) -> None:
-    """Append each ID not on hold to the list of its name (None: none)."""
+    """Append each ID to the list of its name (None: none) in the first dict, or in the second when on hold."""
+    open_ids, held_ids = into
     for queue_name, queue_id, name in zip(queue_names, ids, names, strict=True):
-        if name is not None and queue_name != "hold":
-            ids_by_name.setdefault(name, []).append(queue_id)
+        if name is not None:
+            (held_ids if queue_name == "hold" else open_ids).setdefault(name, []).append(queue_id)
 
 
 def ranked(counter: Mapping[str, int], n: int) -> tuple[Ranked, ...]:

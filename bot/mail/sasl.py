@@ -29,6 +29,7 @@ from bot.core.mailserver import Ranked
 from bot.mail.commands import command_failed, reblocked
 from bot.mail.executor import SSHExecutor
 from bot.mail.queue import account_aliases, ranked
+from bot.mail.restrictions import Blocking, read_blocking
 
 # The server sends only the lines that may name a queue ID's login. grep -F finds the candidates
 # (0.07 CPU-s for 100 MB of log; the anchored grep -E below takes 0.25 s over the whole log), then
@@ -139,13 +140,6 @@ def rank_logins(login_of: Mapping[str, str], queued_ids: Iterable[str], n: int) 
 
 BLOCK_ACTION = "REJECT Login blocked by mailfix: contact IT"
 POSTMAP = "/usr/sbin/postmap"
-_RESTRICTION_LISTS = (
-    "smtpd_client_restrictions",
-    "smtpd_helo_restrictions",
-    "smtpd_sender_restrictions",
-    "smtpd_relay_restrictions",
-    "smtpd_recipient_restrictions",
-)
 
 
 def login_keys(login: str, mail_domain: str) -> tuple[str, ...]:
@@ -176,16 +170,6 @@ def blocked_keys(map_text: str) -> set[str]:
     return found
 
 
-def map_type(executor: SSHExecutor, path: str) -> str:
-    """Return the table type main.cf uses for `path` in check_sasl_access (hash when not found)."""
-    result = executor.run(["/usr/sbin/postconf", "-h", *_RESTRICTION_LISTS], check=False)
-    for kind, used in re.findall(r"check_sasl_access\s+([a-z0-9_]+):([^\s,]+)", result.text):
-        if used == path:
-            return str(kind)
-    log.warning("%s: check_sasl_access %s is not enabled in main.cf; blocking has no effect", executor.host, path)
-    return "hash"
-
-
 def read_map(executor: SSHExecutor, path: str) -> str:
     """Return the access map's source text ('' when it does not exist yet)."""
     result = executor.run(["cat", "--", path], check=False)
@@ -205,15 +189,18 @@ cat > "$tmp" && mv -f -- "$tmp" "$2" && "$1" "$3:$2" || exit 1
 /usr/sbin/postfix reload >/dev/null 2>&1 || true"""
 
 
-def update_block(executor: SSHExecutor, path: str, keys: Iterable[str], *, blocked: bool) -> None:
-    """Block or unblock `keys` in the access map: rewrite it atomically, postmap it, reload Postfix."""
+def update_block(executor: SSHExecutor, path: str, keys: Iterable[str], *, blocked: bool) -> Blocking:
+    """Block or unblock `keys` in the access map: rewrite it atomically, postmap it, reload Postfix.
+
+    Returns which smtpd services consult the map (read every time: an admin may fix main.cf mid-incident)."""
     with ThreadPoolExecutor(max_workers=1) as pool:  # two independent reads, at the same time
-        kind = pool.submit(map_type, executor, path)
+        blocking = pool.submit(read_blocking, executor, path)
         current = read_map(executor, path)
         updated = set_block(current, keys, blocked=blocked)
         if updated == current:
-            return
+            return blocking.result()
         # smtpd notices a rebuilt table by its mtime, in whole seconds: two changes within one second
         # would go unseen. The reload makes every smtpd reopen it (sessions in progress finish first).
-        executor.run(["sh", "-c", _WRITE_MAP, "sh", POSTMAP, path, kind.result()], stdin=updated.encode())
+        executor.run(["sh", "-c", _WRITE_MAP, "sh", POSTMAP, path, blocking.result().kind], stdin=updated.encode())
     log.info("%s: %s %s", executor.host, "blocked" if blocked else "unblocked", ", ".join(sorted(keys)))
+    return blocking.result()

@@ -5,7 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 
 from bot.core.mailserver import Selection
-from bot.mail.queue import _HEAD_RE, NULL_SENDER, Message, account_aliases, parse_line, recipients_of, sender_of
+from bot.mail.queue import (
+    _HEAD_RE,
+    NULL_SENDER,
+    Message,
+    QueueAggregator,
+    account_aliases,
+    parse_line,
+    recipients_of,
+    sender_of,
+)
 
 
 class SelectionMatcher:
@@ -62,3 +71,24 @@ def select_ids(
         queue_name, queue_id = found
         if (queues is None or queue_name in queues) and queue_name not in skip_queues:
             yield queue_id
+
+
+def cleanup_total(aggregator: QueueAggregator, *, address: str, login: str, mail_domain: str) -> int | None:
+    """Return how many distinct listed messages are from `address`, to it or sent as `login`: what the cleanup's
+    three deletions (Selection sender, recipient, sasl_login) delete together, each message once.
+
+    None when `address` is not of the mail domain: the aggregator keeps the IDs of local mail only.
+    """
+    if not aggregator.is_local(address.lower()):
+        return None
+    found: set[str] = set()
+    for ids_by_name, name in (
+        (aggregator.open_ids_by_sender, address),
+        (aggregator.held_ids_by_sender, address),
+        (aggregator.ids_by_recipient, address),
+        (aggregator.open_ids_by_login, login),
+        (aggregator.held_ids_by_login, login),
+    ):
+        for alias in account_aliases(name, mail_domain):
+            found.update(ids_by_name.get(alias, ()))
+    return len(found)

@@ -1,128 +1,95 @@
 """The `mailfix` command: the terminal front-end of the runbook, for the day Slack is unreachable.
 
-`main(argv)` returns an exit code (0 ok, 1 a mailfix error, 2 bad usage) so tests call it directly.
+`main(argv)` returns an exit code (bot.terminal.args.EXIT_CODES: 0 ok, 1 error, 2 bad usage, 3 found,
+4 a server unreachable) so tests call it directly; an expected failure is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import logging
 import os
 import pwd
 import sys
 import time
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 from typing import TextIO, cast
 
-from dotenv import load_dotenv
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from bot.config import Config, Secrets, load_config
-from bot.core import diagnosis as diagnosis_codec
+from bot.config_check import check_config, default_mode
 from bot.core.mailserver import validate_account
-from bot.core.pool import ServerPool
-from bot.core.report import report_json, report_markdown
-from bot.core.requests import BadRequest, Request, parse_id
+from bot.core.requests import Request
 from bot.core.runbook import Runbook
 from bot.core.table import Event
 from bot.core.upkeep import Upkeep
-from bot.core.vault import Vault
-from bot.errors import ConfigError, MailfixError, NotAuthorized
-from bot.terminal.diagnosis import render_diagnosis
+from bot.errors import ConfigError, ExecutorError, MailfixError, NotAuthorized
+from bot.terminal import reading
+from bot.terminal.args import ERROR, OK, UNREACHABLE, build_parser
+from bot.terminal.environment import load_environment
 from bot.terminal.notifier import TerminalNotifier
-from bot.terminal.status import describe, one_line
-from bot.terminal.text import PrintableOut
-from bot.wiring import build_runbook, open_repository, server_factory
+from bot.terminal.progressbar import ProgressBar
+from bot.terminal.status import describe
+from bot.terminal.text import PrintableOut, plain
+from bot.wiring import CONNECT_ERRORS, build_runbook
 from storage.db import upgrade
 
 log = logging.getLogger("mailfix")
-FRONTENDS = "mailfix.frontends"  # entry-point group: a callable that adds verbs to the subparsers
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mailfix", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("start", help="open an incident on a server and contain the flood").add_argument("server", nargs="?")
-    sub.add_parser("status", help="show one incident, or the open ones").add_argument("id", nargs="?", type=incident_id)
-    sub.add_parser("list", help="list recent incidents")
-    for name, text in (
-        ("abort", "abort an incident"),
-        ("retry", "retry the step that failed"),
-        ("resolve", "resolve a monitored incident now (its last check was normal)"),
-        ("password", "show the new password once, to tell the user by phone, then erase it"),
-        ("restore-inbox", "put back the INBOX that the incident's cleanup archived and emptied (directors)"),
-    ):
-        sub.add_parser(name, help=text).add_argument("id", type=incident_id)
-    approve = sub.add_parser("approve", help="approve the pending cleanup of ACCOUNT, or the reboot (directors)")
-    approve.add_argument("id", type=incident_id)
-    target = approve.add_mutually_exclusive_group(required=True)
-    target.add_argument("--account", metavar="ADDRESS", help="the account whose cleanup you approve")
-    target.add_argument("--reboot", action="store_true", help="approve the pending reboot of the server")
-    renew = sub.add_parser("renew", help="ask the directors again after an approval expired")
-    renew.add_argument("id", type=incident_id)
-    asked = renew.add_mutually_exclusive_group(required=True)
-    asked.add_argument("--account", metavar="ADDRESS", help="the account whose cleanup approval expired")
-    asked.add_argument("--reboot", action="store_true", help="the reboot approval expired")
-    contain = sub.add_parser("contain", help="contain another account whose flood appeared while monitoring")
-    contain.add_argument("id", type=incident_id)
-    contain.add_argument("account")
-    reject = sub.add_parser("reject", help='"not this account": release it and look again (directors)')
-    reject.add_argument("id", type=incident_id)
-    reject.add_argument("--account", metavar="ADDRESS", required=True, help="the suspect you say it is not")
-    reject.add_argument("--pick", metavar="ACCOUNT", help="contain this account instead")
-    report = sub.add_parser("report", help="the incident report")
-    report.add_argument("id", type=incident_id)
-    report.add_argument("--format", choices=("md", "json"), default="md")
-    diagnose = sub.add_parser("diagnose", help="read-only diagnosis of a server's queue (no incident)")
-    diagnose.add_argument("server", nargs="?")
-    diagnose.add_argument("--json", action="store_true")
-    watch = sub.add_parser("watch", help="poll every server and alert on floods and unreachable servers")
-    watch.add_argument("--once", action="store_true", help="one poll only")
-    sub.add_parser("dnsbl", help="check a server's public_ip on the DNS blocklists").add_argument("server", nargs="?")
-    run = sub.add_parser("run", help="resume unfinished steps and run monitoring until nothing is due")
-    run.add_argument("--once", action="store_true", help="one pass only")
-    sub.add_parser("check-config", help="validate mailfix.toml and report every problem")
-    db = sub.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=("upgrade",))
-    # Front-ends that serve people elsewhere (Slack's `serve` and `socket`) add their verbs here: they
-    # import the core, never the other way round.
-    for entry in entry_points(group=FRONTENDS):
-        entry.load()(sub)
-    return parser
-
-
-def incident_id(text: str) -> int:
-    """argparse type: an incident number (ASCII digits, bounded)."""
-    try:
-        return parse_id(text)
-    except BadRequest as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    out = cast(TextIO, PrintableOut(out or sys.stdout))  # queue data never reaches the terminal as escapes
-    load_dotenv()
+    """Run one verb; return its exit code (see EXIT_CODES): every expected failure is one line on stderr."""
+    printable = PrintableOut(out or sys.stdout)
+    out = cast(TextIO, printable)  # queue data never reaches the terminal as escapes
+    load_environment()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     secrets = Secrets.from_env()
     try:
-        return _dispatch(args, secrets, out)
+        code = _dispatch(args, secrets, out)
     except ConfigError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 1
+        return _fail("\n".join(exc.problems))
+    except ExecutorError as exc:
+        return _fail(f"error: {exc}", UNREACHABLE if isinstance(exc, CONNECT_ERRORS) else ERROR)
     except MailfixError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"error: {exc}")
+    except OperationalError as exc:
+        return _fail(f"error: {database_problem(secrets.database_url, exc)}")
+    except ArgumentError:  # its message quotes the URL, password included
+        return _fail("error: MAILFIX_DATABASE_URL is not a database URL mailfix can use (e.g. sqlite:///mailfix.db)")
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    printable.flush()
+    if printable.closed:  # `| head`: what was done is recorded, the rest of the output is lost
+        return _fail("error: the output was closed before mailfix finished writing (broken pipe)")
+    return code
+
+
+def _fail(line: str, code: int = ERROR) -> int:
+    with contextlib.suppress(BrokenPipeError):  # `2>&1 | head`: nowhere left to say it
+        print(line, file=sys.stderr, flush=True)
+    return code
+
+
+def database_problem(url: str, exc: OperationalError) -> str:
+    """Return one line saying which database failed and why, never its password."""
+    parsed = make_url(url)
+    text = str(exc.orig or exc).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    if parsed.password:
+        reason = reason.replace(str(parsed.password), "***")
+    return f"the database {parsed.render_as_string(hide_password=True)} cannot be used: {reason}"
 
 
 def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
     command = args.command
     if command == "check-config":
-        config = load_config(secrets.config_path)
-        print(f"{secrets.config_path}: ok ({len(config.servers)} servers)", file=out)
-        if problem := Vault(secrets.secret_key).problem:
-            print(f"warning: {problem}", file=out)
+        mode = args.mode or default_mode(secrets)
+        config = check_config(secrets, mode)  # raises ConfigError listing every problem
+        print(f"{secrets.config_path}: ok ({len(config.servers)} servers; {mode} mode)", file=out)
         return 0
     if command == "db":
         upgrade(secrets.database_url)
@@ -132,41 +99,33 @@ def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
         return int(args.frontend(args, secrets, load_config(secrets.config_path)))
     config = load_config(secrets.config_path)
     if command == "diagnose":
-        return _diagnose(config, args, out)
+        return reading.diagnose(config, args.server, out, as_json=args.json)
     if command == "dnsbl":
-        return _dnsbl(config, args.server, out)
+        return reading.dnsbl(config, args.server, out, as_json=args.json)
     if command == "watch":
-        return _watch(config, secrets, once=args.once, out=out)
-    runbook = build_runbook(secrets, TerminalNotifier(out), config)
+        return reading.watch(config, secrets, out, once=args.once, as_json=args.json)
+    unreachable: set[str] = set()
+    notifier = TerminalNotifier(out, reading.names_of(config), bar=ProgressBar.on_stderr())
+    runbook = build_runbook(secrets, notifier, config, unreachable)
     try:
-        return _incident_command(runbook, args, out)
+        code = _incident_command(runbook, args, out)
     finally:
         runbook.close()
+    return UNREACHABLE if unreachable and code == OK else code  # the step failed; the incident says why
 
 
 def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -> int:
     command, config = args.command, runbook.config
     if command in ("list", "status", "report"):
         runbook.may_read(cli_actor(config))
-    if command == "list":
-        for incident in runbook.repo.list_incidents():
-            print(one_line(incident), file=out)
-        return 0
-    if command == "status":
-        incidents = [runbook.get(args.id)] if args.id else runbook.repo.list_incidents(open_only=True)
-        for incident in incidents:
-            print(describe(runbook.get(incident.id)), file=out)
-        if not incidents:
-            print("no open incidents", file=out)
-        return 0
+    names = reading.names_of(config)
+    if command in ("list", "status"):
+        ids = [args.id] if command == "status" and args.id else None
+        listed = ids or [i.id for i in runbook.repo.list_incidents(open_only=command == "status")]
+        incidents = [runbook.get(n) for n in listed]
+        return reading.show_incidents(incidents, out, as_json=args.json, full=command == "status", names=names)
     if command == "report":
-        incident = runbook.get(args.id)
-        audit = runbook.repo.audit_events(incident_id=incident.id)
-        if args.format == "json":
-            print(json.dumps(report_json(incident, audit), indent=2), file=out)
-        else:
-            print(report_markdown(incident, audit), file=out)
-        return 0
+        return reading.show_report(runbook, args.id, out, fmt=args.format, names=names)
     if command == "run":
         if runbook.vault.problem:  # a 3 a.m. cleanup must not be the first to find out
             raise ConfigError([runbook.vault.problem])
@@ -182,8 +141,8 @@ def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -
         return 0
     else:
         incident = runbook.act(_request(args), actor=actor)
-    print(describe(runbook.get(incident.id)), file=out)
-    return 0
+    print(plain(describe(runbook.get(incident.id)), names), file=out)
+    return OK
 
 
 def _request(args: argparse.Namespace) -> Request:
@@ -246,49 +205,5 @@ def _run(runbook: Runbook, *, once: bool) -> int:
     while True:
         upkeep.run_due()
         if once or not any(upkeep.has_work(i) for i in runbook.repo.list_incidents(open_only=True)):
-            return 0
+            return OK
         time.sleep(interval)
-
-
-def _diagnose(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    server = server_factory(config)(config.server(args.server).name)
-    try:
-        diagnosis = server.diagnose(flood_threshold=config.flood_threshold)
-    finally:
-        server.close()
-    print(
-        json.dumps(diagnosis_codec.to_json(diagnosis), indent=2) if args.json else render_diagnosis(diagnosis),
-        file=out,
-    )
-    return 0
-
-
-def _dnsbl(config: Config, server_name: str | None, out: TextIO) -> int:
-    from bot.mail.dnsbl import blocklist_report
-
-    server = config.server(server_name)
-    report = blocklist_report(config, server)
-    if report is None:
-        print(f"nothing to check: set public_ip of {server.name} and dnsbl_zones in {config.path}", file=out)
-        return 1
-    print(report, file=out)
-    return 0
-
-
-def _watch(config: Config, secrets: Secrets, *, once: bool, out: TextIO) -> int:
-    from bot.core.watch import Watcher
-    from bot.terminal.alerts import TerminalAlerts
-
-    servers = ServerPool(server_factory(config))
-    watcher = Watcher(config, open_repository(secrets), servers, TerminalAlerts(out))
-    interval = config.watch_interval_seconds or 60  # 0 turns the watch off inside serve, not here
-    try:
-        while True:
-            watcher.poll_once()
-            if once:
-                return 0
-            time.sleep(interval)
-    except KeyboardInterrupt:  # Ctrl-C is how a terminal watch ends
-        return 0
-    finally:
-        servers.close()

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bot.config import ServerConfig
@@ -268,6 +269,27 @@ class Lab:
         )
         values.update(overrides)
         return ServerConfig(**values)  # type: ignore[arg-type]
+
+    @property
+    def smtpd_service(self) -> str:
+        """Return the lab's smtpd as `postconf -P` names it (service/type)."""
+        return f"{HOST}:{self.smtp_port}/inet"
+
+    @contextlib.contextmanager
+    def postfix_settings(self, *, main: dict[str, str], smtpd: dict[str, str]) -> Iterator[None]:
+        """Set main.cf parameters and `-o` overrides of the lab's smtpd for the block, then put both files back."""
+        saved = {path: path.read_text() for path in (MAIN_CF, MASTER_CF)}
+        try:
+            for name, value in main.items():
+                sh("postconf", "-e", f"{name}={value}")
+            for name, value in smtpd.items():
+                sh("postconf", "-P", f"{self.smtpd_service}/{name}={value}")
+            sh("postfix", "reload")
+            yield
+        finally:
+            for path, text in saved.items():
+                path.write_text(text)
+            sh("postfix", "reload", check=False)
 
     def run(self, cmd: list[str], *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run a local command (as root) and return its output."""

@@ -1,6 +1,9 @@
-"""Monitoring and escalation against the real lab: restart, reboot approval, a reboot that never returns."""
+"""Monitoring and escalation against the real lab: restart, reboot approval, a reboot that never returns,
+and another account's flood, which gets "Contain X too" instead of a restart."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +12,7 @@ from bot.core.table import State
 from bot.core.upkeep import Upkeep
 from bot.core.vault import Vault
 from bot.mail.postfix import PostfixServer
+from handlers.incident_blocks import incident_message
 from tests.conftest import DIRECTOR, OPERATOR, SECRET_KEY, Clock, make_config
 from tests.fakes import RecordingNotifier
 from tests.integration.flood import flood, queue_size
@@ -84,3 +88,46 @@ def test_a_server_that_does_not_come_back_fails_the_incident_for_a_human(clean_l
     assert "needs a human: lab did not come back after the reboot" in incident.failure
     assert any(":sos:" in text for _, text in notifier.logs)
     clean_lab.run(["/usr/sbin/postfix", "start"])
+
+
+def buttons(incident, now) -> list[str]:
+    """Return the labels of the incident message's buttons, as Slack shows them."""
+    blocks = incident_message(incident, now=now).blocks
+    return [e["text"]["text"] for b in blocks for e in b.get("elements", ()) if e.get("type") == "button"]
+
+
+def test_another_accounts_flood_while_monitoring_offers_containment_and_restarts_nothing(clean_lab, escalation):
+    make, clock, notifier = escalation
+    runbook = make()
+    incident_id = contained_and_cleaned(clean_lab, runbook)
+    flood(clean_lab, login="alice", count=200, forged_fraction=0.0, legit=0, bounces=0, inbox=0)  # over 150
+    clock.advance(minutes=16)
+    incident = Upkeep(runbook).tick(incident_id)
+    assert (incident.state, incident.monitor_round) == (State.MONITORING, 0), incident.failure
+    assert not any(r.step == "restart_postfix" for r in incident.steps)
+    assert "Contain alice too" in buttons(incident, clock())
+    assert any("No Postfix restart: mail is not normal only because alice floods" in t for _, t in notifier.logs)
+    incident = runbook.contain(incident_id, actor=OPERATOR, account="alice")
+    assert (incident.state, incident.suspect_login) == (State.AWAITING_APPROVAL, "alice"), incident.failure
+    assert "alice REJECT" in Path(clean_lab.sasl_access_map).read_text()
+
+
+def test_postfix_stopped_is_restarted_and_reboot_approval_still_offers_to_contain_the_flood(clean_lab, escalation):
+    make, clock, _ = escalation
+    runbook = make()
+    incident_id = contained_and_cleaned(clean_lab, runbook)
+    flood(clean_lab, login="alice", count=200, forged_fraction=0.0, legit=0, bounces=0, inbox=0)  # a flood
+    flood(clean_lab, login="bob", count=60, forged_fraction=0.0, legit=0, bounces=0, inbox=0)  # mail that stays
+    clean_lab.run(["/usr/sbin/postfix", "stop"])
+    clock.advance(minutes=16)
+    incident = Upkeep(runbook).tick(incident_id)
+    assert [r.status for r in incident.steps if r.step == "restart_postfix"] == ["done"]
+    assert (incident.state, incident.monitor_round) == (State.MONITORING, 1), incident.failure
+    clock.advance(minutes=6)
+    incident = Upkeep(runbook).tick(incident_id)  # 60 of bob's stay queued besides alice's flood
+    assert incident.state == State.AWAITING_REBOOT_APPROVAL, incident.failure
+    assert {"Approve reboot", "Contain alice too"} <= set(buttons(incident, clock()))
+    incident = runbook.contain(incident_id, actor=OPERATOR, account="alice")
+    assert (incident.state, incident.suspect_login) == (State.AWAITING_APPROVAL, "alice"), incident.failure
+    assert [a.decision for a in incident.approvals if a.what == "reboot"] == ["withdrawn"]
+    assert not any(r.step == "reboot" for r in incident.steps)

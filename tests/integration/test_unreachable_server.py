@@ -41,7 +41,7 @@ def test_a_server_down_at_start_fails_the_step_visibly_and_retry_finishes_the_in
     lab._stop_sshd()  # the lab's own way to stop its sshd; the next test's reset starts it again if this one fails
     try:
         code, out = mailfix("alt", "start", "lab")
-        assert code == 0, capsys.readouterr().err
+        assert code == 4, capsys.readouterr().err  # 4: a server could not be reached
         # The reason is in the incident's log (the thread) and its status, and Retry is offered.
         assert f"diagnose failed: {lab.host}: cannot connect to port {lab.ssh_port}" in out
         status = mailfix("alt", "status", "1")[1]
@@ -49,7 +49,7 @@ def test_a_server_down_at_start_fails_the_step_visibly_and_retry_finishes_the_in
         assert f"failure: diagnose: {lab.host}: cannot connect" in status and "mailfix retry 1" in status
 
         code, out = mailfix("alt", "retry", "1")  # still down: fails again, still retryable
-        assert code == 0, capsys.readouterr().err
+        assert code == 4, capsys.readouterr().err
         assert "diagnose failed" in out and "Can't retry" not in out
     finally:
         lab._start_sshd()

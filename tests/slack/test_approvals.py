@@ -108,7 +108,7 @@ def test_a_double_click_approves_once_and_the_other_click_says_by_whom(bot):
     told = bot.slack.wait_for(lambda f: [t for t in clicks if f.responses_to(t)], what="one click told")
     bot.wait_state("monitoring")
     assert len(told) == 1
-    assert "already approved by UDIRECTOR1 at" in bot.slack.responses_to(told[0])[0]["text"]
+    assert "already approved by <@UDIRECTOR1> <!date^" in bot.slack.responses_to(told[0])[0]["text"]
     assert len(bot.mail().calls_to("change_password")) == 1
 
 
@@ -139,7 +139,7 @@ def test_two_directors_clicking_at_once_make_one_approval(bot):
         lambda f: next((u for u, t in triggers.items() if f.responses_to(t)), None), what="the second director told"
     )
     winner = DIRECTOR2 if loser == DIRECTOR else DIRECTOR
-    assert f"already approved by {winner}" in bot.slack.responses_to(triggers[loser])[0]["text"]
+    assert f"already approved by <@{winner}>" in bot.slack.responses_to(triggers[loser])[0]["text"]
     bot.wait_state("monitoring")
     approvals = [a for a in bot.incident().approvals if a.what == "cleanup"]
     assert [(a.decision, a.decided_by) for a in approvals] == [("approved", winner)]
@@ -162,5 +162,7 @@ def test_a_director_picks_another_account_from_the_select(bot):
     incident = bot.wait_incident(contained_again, "switched to alice and contained it")
     assert "victim@example.org" in incident.rejected_accounts
     assert bot.mail().blocked == {"alice"}
-    message = bot.slack.wait_for(lambda f: "alice" in bot.incident_message()["text"] and bot.incident_message())
+    message = bot.slack.wait_for(  # the message of alice awaiting approval, not of her containment
+        lambda f: "awaiting approval: suspect alice" in bot.incident_message()["text"] and bot.incident_message()
+    )
     assert buttons(message)[0]["text"]["text"] == "Approve cleanup of alice@example.org"

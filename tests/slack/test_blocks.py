@@ -113,7 +113,8 @@ def test_the_message_shows_counts_trend_people_and_elapsed_time():
         "█",
         "<@UOPERATOR1>",
         "4 min 5 s",
-        "cleanup: approved by <@UDIRECTOR1> at 03:10",
+        "queue 400 → 200 → 80 → 12, draining",
+        "cleanup: approved by <@UDIRECTOR1> <!date^1795749000^{date_short_pretty} {time}|2026-11-27 03:10 UTC>",
     ):
         assert expected in text
 
@@ -185,10 +186,11 @@ def test_command_lines_parse_into_a_verb_and_argument_or_a_problem(text, verb, a
     assert (command.verb, command.arg) == (verb, arg) if not problem else problem in command.problem
 
 
-def test_thread_replies_escape_queue_data_but_keep_director_mentions(tmp_path):
-    from types import SimpleNamespace
+def test_thread_replies_escape_queue_data_but_keep_director_mentions(tmp_path, repo):
+    from datetime import UTC, datetime
 
     from handlers.notifier import SlackNotifier
+    from storage.outbox import Outbox
     from tests.conftest import DIRECTOR, make_config
 
     posted = []
@@ -196,9 +198,11 @@ def test_thread_replies_escape_queue_data_but_keep_director_mentions(tmp_path):
     class Client:
         def chat_postMessage(self, **kwargs):
             posted.append(kwargs)
+            return {"ts": "1.1"}
 
-    notifier = SlackNotifier(Client(), make_config(tmp_path))
-    incident = SimpleNamespace(id=1, slack_channel="C0INCIDENT", slack_ts="1.0")
+    notifier = SlackNotifier(Client(), make_config(tmp_path), Outbox(repo))
+    incident = repo.open_incident(server="mail1", opened_by="U1", state="opened", now=datetime.now(UTC))
+    repo.set_fields(incident_id=incident.id, slack_channel="C0INCIDENT", slack_ts="1.0")
     notifier.step_logged(incident, f':sos: <@{DIRECTOR}> sender "<!channel>"@x & <http://evil|bank> has 900')
     text = posted[0]["text"]
     assert f"<@{DIRECTOR}>" in text

@@ -119,7 +119,8 @@ def test_status_list_and_report_answer_ephemerally(bot):
     _, trigger = bot.sender.command("list", OPERATOR)
     assert "victim@example.org" in bot.slack.wait_response(trigger)["text"]
     _, trigger = bot.sender.command("report 1", OPERATOR)
-    report = bot.slack.wait_response(trigger)["text"]
+    assert "Report of incident #1 on mail1" in bot.slack.wait_response(trigger)["text"]
+    report = bot.slack.uploaded("mailfix incident #1 report")  # the whole report, as a file in the thread
     assert "# Incident #1 on mail1" in report and "step hold_from: done" in report
     _, trigger = bot.sender.command("status 7", OPERATOR)
     assert "no incident #7" in bot.slack.wait_response(trigger)["text"]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.parse
 import urllib.request
 
+import pytest
+
+from handlers import shape
 from tests.slack.conftest import sign
 
 
@@ -46,3 +51,29 @@ def assert_nothing_ran(bot):
     assert bot.repo.list_incidents() == []
     assert bot.mail().calls == []
     assert [c.method for c in bot.slack.calls if c.method != "auth.test"] == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ({"type": "block_actions", "user": False, "actions": []}, "`user` is not an object"),
+        ({"type": "block_actions", "user": {"id": "U1"}, "actions": "approve"}, "`actions` is not a list of objects"),
+        ({"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_id": 3}]}, "an `action_id` is not text"),
+        ({"type": "block_actions", "container": [1]}, "`container` is not an object"),
+        ({"type": "block_actions", "actions": []}, "no `user.id`"),
+        ({"type": "block_actions", "user": {"id": 7}, "actions": []}, "no `user.id`"),
+        ([1, 2], "the payload is not an object"),
+    ],
+)
+def test_a_payload_of_a_shape_slack_never_sends_is_refused_before_bolt_reads_it(payload, problem):
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    assert shape.malformed(body, "application/x-www-form-urlencoded") == problem
+
+
+def test_what_slack_sends_passes_the_shape_check():
+    good = {"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_id": "abort", "value": "1"}]}
+    form = urllib.parse.urlencode({"payload": json.dumps(good)}).encode()
+    assert shape.malformed(form, "application/x-www-form-urlencoded") is None
+    command = urllib.parse.urlencode({"command": "/mailfix", "text": "status", "user_id": "U1"}).encode()
+    assert shape.malformed(command, "application/x-www-form-urlencoded; charset=utf-8") is None
+    assert shape.malformed(b"\xff\xfe", "application/x-www-form-urlencoded") == "the body is not UTF-8"

@@ -85,11 +85,11 @@ def test_a_cleanup_click_while_a_reboot_is_pending_never_approves_the_reboot(bot
     # bob keeps flooding: the monitoring escalates to a restart, then to a reboot approval.
     bot.wait_state("awaiting_reboot_approval", timeout=60)
     # The old click answers the cleanup approval, decided long ago: it says so and approves nothing else.
-    assert "already approved by UDIRECTOR2" in refused(bot, "approve_cleanup", DIRECTOR2, value=old_approve)
+    assert "already approved by <@UDIRECTOR2>" in refused(bot, "approve_cleanup", DIRECTOR2, value=old_approve)
     # A cleanup click forged with the pending reboot request's id is still a cleanup click.
     reboot = bot.incident().approvals[-1]
     forged = requests.encode(1, approval_id=reboot.id, account="victim@example.org")
-    assert "already approved by UDIRECTOR2" in refused(bot, "approve_cleanup", DIRECTOR, value=forged)
+    assert "already approved by <@UDIRECTOR2>" in refused(bot, "approve_cleanup", DIRECTOR, value=forged)
     assert bot.mail().calls_to("reboot") == [] and bot.incident().state == "awaiting_reboot_approval"
 
 

@@ -1,0 +1,38 @@
+"""Progress of a 25,000-message flood's diagnosis and delete, reported by the lab's real Postfix tools."""
+
+from __future__ import annotations
+
+import time
+
+from bot.core.mailserver import Selection
+from bot.mail.postfix import connect
+from bot.mail.postsuper import POSTSUPER_CHUNK
+from tests.integration.flood import flood, queue_size
+from tests.integration.lab import Lab
+
+FLOOD = 25_000
+
+
+def test_a_25000_message_delete_reports_rising_counts_ending_at_what_it_deleted(clean_lab: Lab) -> None:
+    began = time.monotonic()
+    flood(clean_lab, count=FLOOD, forged_fraction=0.0, legit=0, bounces=0, inbox=0, timeout=600)
+    print(f"flood of {FLOOD} queued in {time.monotonic() - began:.1f}s")
+    server = connect(clean_lab.server_config())
+    read: list[tuple[int, int | None]] = []
+    deleted_so_far: list[tuple[int, int | None]] = []
+    try:
+        diagnosis = server.diagnose(flood_threshold=500, progress=lambda done, total: read.append((done, total)))
+        began = time.monotonic()
+        deleted = server.delete(
+            Selection(sasl_login="victim"), progress=lambda done, total: deleted_so_far.append((done, total))
+        )
+        print(f"deleted {deleted} in {time.monotonic() - began:.1f}s, progress {deleted_so_far}")
+    finally:
+        server.close()
+    assert diagnosis.snapshot.total >= FLOOD
+    counts = [done for done, _ in read]
+    assert len(counts) > 1 and counts == sorted(counts) and counts[-1] == diagnosis.snapshot.total  # read as it came
+    assert deleted == FLOOD and queue_size(clean_lab) == 0
+    done = [d for d, _ in deleted_so_far]
+    # One report as each postsuper process ends: a chunk of 10,000 IDs each, the last one shorter.
+    assert len(done) == -(-FLOOD // POSTSUPER_CHUNK) and done == sorted(set(done)) and done[-1] == deleted
