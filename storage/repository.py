@@ -178,9 +178,10 @@ class Repository:
         now: datetime,
         owner: str | None = None,
         lease: timedelta | None = None,
+        at_version: int | None = None,
     ) -> StepRun:
         """Record that a step attempt has started (held by `owner` for `lease` on the database's clock), or
-        raise DuplicateStep if another worker did."""
+        raise DuplicateStep if another worker did, or if the incident is no longer at `at_version`."""
         run = StepRun(
             owner=owner,
             lease_until=self._db_now(lease) if lease is not None else None,
@@ -195,12 +196,21 @@ class Repository:
         )
         try:
             with self._sessions.begin() as session:
+                if at_version is not None and not self._still_at(session, incident_id, at_version):
+                    raise DuplicateStep(step)
                 session.add(run)
                 session.flush()
                 session.refresh(run)  # the lease the database computed
         except IntegrityError:
             raise DuplicateStep(step) from None
         return run
+
+    @staticmethod
+    def _still_at(session: Session, incident_id: Any, version: int) -> bool:
+        """True if the incident is still at `version`. A snapshot read in several statements (the incident,
+        then its steps) may show a step failed by a transition it does not show yet; the failure and the
+        version bump commit together, so the version tells whether that snapshot is still the truth."""
+        return session.scalar(select(Incident.version).where(Incident.id == incident_id)) == version
 
     def renew_lease(self, *, step_id: int, owner: str, lease: timedelta) -> bool:
         """Extend the lease of a running step that `owner` still holds; False if it holds it no more."""
@@ -212,13 +222,17 @@ class Repository:
             )
             return result.rowcount == 1  # type: ignore[attr-defined]
 
-    def claim_step(self, *, step_id: int, owner: str, lease: timedelta) -> bool:
-        """Take over a started step whose lease ran out (its worker died); False while the lease lasts.
+    def claim_step(self, *, step_id: int, owner: str, lease: timedelta, at_version: int | None = None) -> bool:
+        """Take over a started step whose lease ran out (its worker died); False while the lease lasts, or
+        when the incident is no longer at `at_version`.
 
         Expiry is decided by the database's clock, one clock for every host, in the UPDATE itself: two
         workers can never both take the same step over.
         """
         with self._sessions.begin() as session:
+            incident_id = select(StepRun.incident_id).where(StepRun.id == step_id).scalar_subquery()
+            if at_version is not None and not self._still_at(session, incident_id, at_version):
+                return False
             result = session.execute(
                 update(StepRun)
                 .where(StepRun.id == step_id, StepRun.status == "started")

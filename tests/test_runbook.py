@@ -192,6 +192,26 @@ def test_a_failed_step_can_be_retried_without_redoing_done_steps(runbook, server
     assert server.calls_to("change_password") == ["victim"]
 
 
+def test_a_torn_snapshot_that_shows_a_failed_step_before_its_failure_does_not_run_it_again(runbook, server):
+    """Another replica's failure (the step failed, the incident FAILED) commits in one transaction, but a
+    snapshot is read in two statements (the incident, then its steps): it can show the state before and
+    the failed step after. Trusting it, a worker started the step again (CI saw two failed attempts)."""
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    server.fail_on = "delete"
+    before = runbook.fire(incident.id, Event.APPROVE, actor=DIRECTOR, run=False)
+    after = runbook.run_steps(incident.id)
+    assert after.state == State.FAILED and before.state == State.CLEANING_UP
+    torn = before
+    torn.steps = list(after.steps)  # the state of the first statement, the steps of the second
+    server.fail_on = ""  # the server would answer now: a re-run would reach it
+    deletes = len(server.calls_to("delete"))
+    runner = runbook._steps  # noqa: SLF001 - the step runner, fed the torn snapshot
+    runner._get = lambda _id: torn  # noqa: SLF001
+    assert runner.run_entry(torn) is False
+    assert len(server.calls_to("delete")) == deletes
+    assert [r.status for r in runbook.get(incident.id).steps if r.step == "delete_from"] == ["failed"]
+
+
 def test_a_step_started_but_not_done_is_verified_not_rerun(runbook, server, repo, clock):
     incident = runbook.start(server="mail1", actor=OPERATOR)
     incident = runbook.fire(incident.id, Event.APPROVE, actor=DIRECTOR, run=False)

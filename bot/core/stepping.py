@@ -54,7 +54,7 @@ class StepRunner:
             last = runs[-1] if runs else None
             if last is not None and last.status == steps.StepStatus.STARTED:
                 # Started by a worker that may still run it: taken over only once its lease ran out.
-                if not self.repo.claim_step(step_id=last.id, owner=self.owner, lease=LEASE):
+                if not self.repo.claim_step(step_id=last.id, owner=self.owner, lease=LEASE, at_version=incident.version):
                     return False
                 run_id = last.id
             else:
@@ -68,6 +68,7 @@ class StepRunner:
                         now=self.now(),
                         owner=self.owner,
                         lease=LEASE,
+                        at_version=incident.version,  # what this snapshot showed is still the truth
                     ).id
                 except DuplicateStep:
                     return False
