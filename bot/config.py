@@ -31,7 +31,9 @@ from pydantic import (
 from pydantic import ValidationInfo as Info
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from bot import i18n
 from bot.errors import ConfigError, UnknownServer
+from bot.i18n import N_, _
 
 SLACK_ID_RE = re.compile(r"[UW][A-Z0-9]{2,20}")
 CHANNEL_ID_RE = re.compile(r"[CG][A-Z0-9]{2,20}")
@@ -57,11 +59,11 @@ def _got(value: object) -> str:
 
 
 def _matching(pattern: re.Pattern[str], message: str) -> AfterValidator:
-    """A check that the string matches `pattern`; `message` may name what it got as {got}."""
+    """A check that the string matches `pattern`; `message` (marked with N_) may name what it got as {got}."""
 
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
-            raise _fail(message.format(got=_got(value)))
+            raise _fail(_(message).format(got=_got(value)))
         return value
 
     return AfterValidator(check)
@@ -75,26 +77,37 @@ def _choice(choices: tuple[str, ...], legacy: Callable[[bool], str] | None = Non
             return legacy(value)
         if isinstance(value, str) and value in choices:
             return value
-        also = " (or true/false)" if legacy else ""
-        raise _fail(f"must be one of {', '.join(choices)}{also}, got {_got(value)}")
+        if legacy is not None:
+            message = _("must be one of {choices} (or true/false), got {got}")
+        else:
+            message = _("must be one of {choices}, got {got}")
+        raise _fail(message.format(choices=", ".join(choices), got=_got(value)))
 
     return PlainValidator(check)
+
+
+def _language(value: Any) -> str:
+    """A language mailfix ships a catalog for, as a locale (`es-MX`, `es`, `en`): its catalog's name."""
+    found = i18n.language_of(value) if isinstance(value, str) else None
+    if found is None:
+        raise _fail(_("must be one of {choices}, got {got}").format(choices="en, es-MX", got=_got(value)))
+    return found
 
 
 def _local_file(value: Any, info: Info) -> Path:
     """A file on this machine, relative to the config's folder unless absolute (~ expanded)."""
     if not isinstance(value, str) or not value:
-        raise _fail(f"must be a file name (a non-empty string), got {_got(value)}")
+        raise _fail(_("must be a file name (a non-empty string), got {got}").format(got=_got(value)))
     file = (info.context or {}).get("base", Path()) / Path(value).expanduser()
     if not file.is_file():
-        raise _fail(f"file not found: {file}")
+        raise _fail(_("file not found: {file}").format(file=file))
     return file
 
 
 def _account(value: str) -> str:
     # Compared lower-cased with account names, never sent to a server: a plain name check is enough here.
     if not ACCOUNT_NAME_RE.fullmatch(value):
-        raise _fail(f"expected an account name (user or user@domain), got {_got(value)}")
+        raise _fail(_("expected an account name (user or user@domain), got {got}").format(got=_got(value)))
     return value.lower()
 
 
@@ -105,7 +118,7 @@ def _ipv4(value: Any) -> str:
             return value
     except ValueError:
         pass
-    raise _fail(f"must be an IPv4 address, got {_got(value)}")
+    raise _fail(_("must be an IPv4 address, got {got}").format(got=_got(value)))
 
 
 def _dns_server(value: str) -> str:
@@ -113,16 +126,17 @@ def _dns_server(value: str) -> str:
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise _fail(f"expected an IP address ('host' or 'host:port'), got {_got(value)}") from None
+        message = _("expected an IP address ('host' or 'host:port'), got {got}")
+        raise _fail(message.format(got=_got(value))) from None
     return value
 
 
 def _some(what: str) -> AfterValidator:
-    """A check that the list is not empty (after its items passed theirs)."""
+    """A check that the list is not empty (after its items passed theirs); `what` (marked with N_) it should hold."""
 
     def check(value: Any) -> Any:
         if not value:
-            raise _fail(f"expected {what}")
+            raise _fail(_("expected {what}").format(what=_(what)))
         return value
 
     return AfterValidator(check)
@@ -135,10 +149,16 @@ def _range(*, le: float, gt: float | None = None, ge: float | None = None) -> An
 
 # What a key may hold. Strict: a boolean is a TOML boolean, a number a TOML number, a string a string.
 Text = Annotated[str, Strict(), Field(min_length=1)]
-SlackUser = Annotated[str, Strict(), _matching(SLACK_ID_RE, "malformed Slack user ID {got} (expected like U0123ABCD)")]
-Channel = Annotated[str, Strict(), _matching(CHANNEL_ID_RE, "expected a Slack channel ID like C0123ABCD, got {got}")]
-Domain = Annotated[str, Strict(), _matching(DOMAIN_RE, "expected a domain name like example.org, got {got}")]
-ServerPath = Annotated[str, Strict(), _matching(SERVER_PATH_RE, "must be an absolute path on the server, got {got}")]
+SlackUser = Annotated[
+    str, Strict(), _matching(SLACK_ID_RE, N_("malformed Slack user ID {got} (expected like U0123ABCD)"))
+]
+Channel = Annotated[
+    str, Strict(), _matching(CHANNEL_ID_RE, N_("expected a Slack channel ID like C0123ABCD, got {got}"))
+]
+Domain = Annotated[str, Strict(), _matching(DOMAIN_RE, N_("expected a domain name like example.org, got {got}"))]
+ServerPath = Annotated[
+    str, Strict(), _matching(SERVER_PATH_RE, N_("must be an absolute path on the server, got {got}"))
+]
 LocalFile = Annotated[Path, PlainValidator(_local_file)]
 Flag = Annotated[bool, Strict()]
 Count = Annotated[int, Field(strict=True, ge=1, le=10**9)]
@@ -151,9 +171,9 @@ SECONDS = _range(gt=0, le=24 * 3600)
 class ServerConfig:
     """One `[[servers]]` table: how to reach a mail server and how to act on it."""
 
-    name: Annotated[str, Strict(), _matching(SERVER_NAME_RE, "use lower-case letters, digits, '.', '_' and '-'")]
-    host: Annotated[str, Strict(), _matching(HOST_RE, "expected a host name or an IP address, got {got}")]
-    user: Annotated[str, Strict(), _matching(USER_RE, "expected a login name, got {got}")]
+    name: Annotated[str, Strict(), _matching(SERVER_NAME_RE, N_("use lower-case letters, digits, '.', '_' and '-'"))]
+    host: Annotated[str, Strict(), _matching(HOST_RE, N_("expected a host name or an IP address, got {got}"))]
+    user: Annotated[str, Strict(), _matching(USER_RE, N_("expected a login name, got {got}"))]
     key_file: LocalFile
     known_hosts: LocalFile
     mail_domain: Domain
@@ -185,9 +205,9 @@ class Config:
     """Everything in mailfix.toml."""
 
     channel: Channel
-    directors: Annotated[frozenset[SlackUser], _some("a non-empty list of Slack user IDs")]
-    operators: Annotated[frozenset[SlackUser], _some("a non-empty list of Slack user IDs")]
-    servers: Annotated[tuple[ServerConfig, ...], _some("at least one [[servers]] table")]
+    directors: Annotated[frozenset[SlackUser], _some(N_("a non-empty list of Slack user IDs"))]
+    operators: Annotated[frozenset[SlackUser], _some(N_("a non-empty list of Slack user IDs"))]
+    servers: Annotated[tuple[ServerConfig, ...], _some(N_("at least one [[servers]] table"))]
     readers: frozenset[SlackUser] = frozenset()  # may read status, list and reports, besides operators and directors
     cli_users: dict[str, SlackUser] = field(default_factory=dict)
     flood_threshold: Count = 500
@@ -203,6 +223,7 @@ class Config:
     dnsbl_zones: tuple[Domain, ...] = ()
     dns_servers: tuple[Annotated[str, Strict(), AfterValidator(_dns_server)], ...] = ()  # empty: the system resolver
     dns_timeout_seconds: Annotated[float, _range(gt=0, le=60)] = 2.0
+    language: Annotated[str, PlainValidator(_language)] = "en"  # the team's: messages, buttons, CLI, report
     path: Path = Path("mailfix.toml")  # where it was read from: not a key of the file
 
     def server(self, name: str | None) -> ServerConfig:
@@ -250,18 +271,20 @@ def read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_bytes().decode())
     except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found (copy mailfix.example.toml)"]) from None
+        raise ConfigError([_("{path}: file not found (copy mailfix.example.toml)").format(path=path)]) from None
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        raise ConfigError([_("{path}: cannot read: {reason}").format(path=path, reason=exc.strerror)]) from None
     except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+        raise ConfigError([_("{path}: not UTF-8 text").format(path=path)]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+        raise ConfigError([_("{path}: not valid TOML: {error}").format(path=path, error=exc)]) from None
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate `path`; raise ConfigError listing every problem."""
-    return parse_config(read_toml(path), path)
+    """Read and validate `path`; raise ConfigError listing every problem. The process speaks its language."""
+    config = parse_config(read_toml(path), path)
+    i18n.use(config.language)
+    return config
 
 
 def parse_config(raw: dict[str, Any], path: Path) -> Config:
@@ -300,7 +323,7 @@ def server_key(i: int, raw: dict[str, Any]) -> str:
 
 def _across_keys(raw: dict[str, Any]) -> list[tuple[str, str]]:
     """Return the problems no single key's type can show: duplicate names, a backend without its command."""
-    found = [("path", "unknown key")] if "path" in raw else []
+    found = [("path", _("unknown key"))] if "path" in raw else []
     tables = raw.get("servers")
     seen: set[str] = set()
     for i, table in enumerate(tables if isinstance(tables, list) else []):
@@ -308,11 +331,12 @@ def _across_keys(raw: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         name = table.get("name")
         if isinstance(name, str) and name in seen:
-            found.append((f"{server_key(i, raw)}.name", f"duplicate server name {name!r}"))
+            found.append((f"{server_key(i, raw)}.name", _("duplicate server name {name}").format(name=repr(name))))
         if isinstance(name, str):
             seen.add(name)
         if table.get("password_backend") == "command" and not table.get("password_command"):
-            found.append((f"{server_key(i, raw)}.password_command", "required when password_backend = 'command'"))
+            required = _("required when password_backend = 'command'")
+            found.append((f"{server_key(i, raw)}.password_command", required))
     return found
 
 
@@ -327,26 +351,26 @@ def _key(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
     return key
 
 
-# What a failed check means, in the words of the file (TOML), not of Python.
+# What a failed check means, in the words of the file (TOML), not of Python (translated where said: `_say`).
 _MEANS = {
-    "missing": "missing (required)",
-    "unexpected_keyword_argument": "unknown key",
-    "bool_type": "must be true or false",
-    "string_type": "must be a string",
-    "int_type": "must be a whole number",
-    "float_type": "must be a number",
-    "finite_number": "must be a finite number",
-    "list_type": "must be a list",
-    "tuple_type": "must be a list",
-    "frozen_set_type": "must be a list",
-    "dict_type": "must be a table",
-    "dataclass_type": "must be a table",
-    "string_too_short": "must not be empty",
+    "missing": N_("missing (required)"),
+    "unexpected_keyword_argument": N_("unknown key"),
+    "bool_type": N_("must be true or false"),
+    "string_type": N_("must be a string"),
+    "int_type": N_("must be a whole number"),
+    "float_type": N_("must be a number"),
+    "finite_number": N_("must be a finite number"),
+    "list_type": N_("must be a list"),
+    "tuple_type": N_("must be a list"),
+    "frozen_set_type": N_("must be a list"),
+    "dict_type": N_("must be a table"),
+    "dataclass_type": N_("must be a table"),
+    "string_too_short": N_("must not be empty"),
 }
 _BOUNDS = {
-    "greater_than": "greater than {gt}",
-    "greater_than_equal": "at least {ge}",
-    "less_than_equal": "at most {le}",
+    "greater_than": N_("must be greater than {gt}"),
+    "greater_than_equal": N_("must be at least {ge}"),
+    "less_than_equal": N_("must be at most {le}"),
 }
 
 
@@ -359,9 +383,11 @@ def _say(error: ErrorDetails) -> str:
     if kind == "mailfix":
         return str(ctx["message"])
     if kind in ("missing", "unexpected_keyword_argument"):
-        return _MEANS[kind]
+        return _(_MEANS[kind])
     if kind in _BOUNDS:
-        means = "must be " + _BOUNDS[kind].format(**{k: _number(v) for k, v in ctx.items()})
-    else:
-        means = _MEANS.get(kind) or error["msg"].replace("Input should be", "must be")
-    return f"{means}, got {_got(error['input'])}"
+        means = _(_BOUNDS[kind]).format(**{k: _number(v) for k, v in ctx.items()})
+    elif kind in _MEANS:
+        means = _(_MEANS[kind])
+    else:  # pydantic's own words, in English
+        means = error["msg"].replace("Input should be", "must be")
+    return _("{means}, got {got}").format(means=means, got=_got(error["input"]))

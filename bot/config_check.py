@@ -9,17 +9,20 @@ from __future__ import annotations
 from bot.config import Config, Secrets, ServerConfig, parse_config, read_toml, server_key, valid_servers
 from bot.core.vault import Vault
 from bot.errors import ConfigError
+from bot.i18n import N_, _
 
 MODES = ("http", "socket", "terminal")
-# (variable, Secrets attribute, prefix, what it is and where Slack shows it)
-_BOT = ("SLACK_BOT_TOKEN", "slack_bot_token", "xoxb-", "the bot token, xoxb-…, OAuth & Permissions")
-_SIGNING = ("SLACK_SIGNING_SECRET", "slack_signing_secret", "", "Basic Information → App Credentials")
+# (variable, Secrets attribute, prefix, what it is and where Slack shows it: translated where said)
+_BOT = ("SLACK_BOT_TOKEN", "slack_bot_token", "xoxb-", N_("the bot token, xoxb-…, OAuth & Permissions"))
+_SIGNING = ("SLACK_SIGNING_SECRET", "slack_signing_secret", "", N_("Basic Information → App Credentials"))
 _APP = (
     "SLACK_APP_TOKEN",
     "slack_app_token",
     "xapp-",
-    "Socket Mode needs an app-level token (xapp-…) with the connections:write scope; "
-    "or run `mailfix serve` for HTTP mode",
+    N_(
+        "Socket Mode needs an app-level token (xapp-…) with the connections:write scope; "
+        "or run `mailfix serve` for HTTP mode"
+    ),
 )
 NEEDS = {"http": (_BOT, _SIGNING), "socket": (_BOT, _APP), "terminal": ()}
 
@@ -39,14 +42,21 @@ def is_placeholder(value: str) -> bool:
 def secret_problems(secrets: Secrets, mode: str) -> list[str]:
     """Return one line per missing or malformed secret that `mode` needs (never quoting a secret)."""
     problems = [problem] if (problem := Vault(secrets.secret_key).problem) else []
-    for variable, attribute, prefix, what in NEEDS[mode]:
+    for variable, attribute, prefix, about in NEEDS[mode]:
         value: str = getattr(secrets, attribute)
+        what = _(about)
         if not value:
-            problems.append(f"{variable} is not set" + (f": {what}" if prefix == "xapp-" else f" ({what})"))
+            unset = _("{variable} is not set: {what}") if prefix == "xapp-" else _("{variable} is not set ({what})")
+            problems.append(unset.format(variable=variable, what=what))
         elif is_placeholder(value):
-            problems.append(f"{variable} is still the placeholder from .env.example: put the real value there ({what})")
+            placeholder = _("{variable} is still the placeholder from .env.example: put the real value there ({what})")
+            problems.append(placeholder.format(variable=variable, what=what))
         elif not value.startswith(prefix):
-            problems.append(f"{variable} does not start with {prefix} ({what})")
+            problems.append(
+                _("{variable} does not start with {prefix} ({what})").format(
+                    variable=variable, prefix=prefix, what=what
+                )
+            )
     return problems
 
 
@@ -60,9 +70,9 @@ def known_hosts_problem(server: ServerConfig) -> str | None:
     try:
         lines = file.read_text().splitlines()
     except OSError as exc:
-        return f"cannot read {file}: {exc.strerror}"
+        return _("cannot read {file}: {reason}").format(file=file, reason=exc.strerror)
     except UnicodeDecodeError:
-        return f"{file} is not a known_hosts file (not text)"
+        return _("{file} is not a known_hosts file (not text)").format(file=file)
     keys = HostKeys()
     for number, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -72,15 +82,18 @@ def known_hosts_problem(server: ServerConfig) -> str | None:
         except (SSHException, InvalidHostKey):
             entry = None
         if entry is None:
-            return f"{file} line {number} is not a host key paramiko can read (host key-type base64-key)"
+            unreadable = _("{file} line {number} is not a host key paramiko can read (host key-type base64-key)")
+            return unreadable.format(file=file, number=number)
         for name in entry.hostnames:
             keys.add(name, entry.key.get_name(), entry.key)
     entry_name = server.host if server.port == 22 else f"[{server.host}]:{server.port}"
-    add = f"add it with `ssh-keyscan -p {server.port} {server.host} >> {file}` (check its fingerprint on the server)"
+    add = _("add it with `ssh-keyscan -p {port} {host} >> {file}` (check its fingerprint on the server)").format(
+        port=server.port, host=server.host, file=file
+    )
     if not keys.keys():
-        return f"{file} holds no host keys: {add}"
+        return _("{file} holds no host keys: {add}").format(file=file, add=add)
     if keys.lookup(entry_name) is None:
-        return f"{file} holds no key for {entry_name}: {add}"
+        return _("{file} holds no key for {entry}: {add}").format(file=file, entry=entry_name, add=add)
     return None
 
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bot.i18n import _
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -39,69 +41,86 @@ class MailfixError(Exception):
 class ConfigError(MailfixError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
-        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in self.problems))
+        listed = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(_("invalid configuration:\n{problems}").format(problems=listed))
 
 
 class InvalidTransition(MailfixError):
     def __init__(self, event: str, state: str) -> None:
         self.event, self.state = event, state
-        super().__init__(f"Can't {event.replace('_', ' ')} when {state.replace('_', ' ')}")
+        super().__init__(
+            _("Can't {event} when {state}").format(event=event.replace("_", " "), state=state.replace("_", " "))
+        )
 
 
 class IncidentNotFound(MailfixError):
     def __init__(self, incident_id: int) -> None:
         self.incident_id = incident_id
-        super().__init__(f"no incident #{incident_id}")
+        super().__init__(_("no incident #{id}").format(id=incident_id))
 
 
 class ServerBusy(MailfixError):
     def __init__(self, server: str, incident_id: int | None) -> None:
         self.server, self.incident_id = server, incident_id
-        which = f" (#{incident_id})" if incident_id else ""
-        super().__init__(f"an incident is already open on {server}{which}: see `status {incident_id or ''}`".rstrip())
+        if incident_id:
+            message = _("an incident is already open on {server} (#{id}): see `status {id}`")
+        else:
+            message = _("an incident is already open on {server}: see `status `")
+        super().__init__(message.format(server=server, id=incident_id))
 
 
 class UnknownServer(MailfixError):
     def __init__(self, name: str, known: Sequence[str]) -> None:
         self.name, self.known = name, list(known)
-        super().__init__(f"unknown server {name!r}; configured: {', '.join(self.known) or 'none'}")
+        if self.known:
+            message = _("unknown server {name}; configured: {known}")
+        else:
+            message = _("unknown server {name}; configured: none")
+        super().__init__(message.format(name=repr(name), known=", ".join(self.known)))
 
 
 class NotAuthorized(MailfixError):
     def __init__(self, actor: str, action: str, reason: str = "") -> None:
         self.actor, self.action = actor, action
-        super().__init__(reason or f"{actor} may not {action}")
+        super().__init__(reason or _("{actor} may not {action}").format(actor=actor, action=action))
 
 
 class AlreadyDone(MailfixError):
     def __init__(self, what: str, by: str | None, at: datetime | None) -> None:
         self.what, self.by, self.at = what, by, at
-        when = f" at {at:%H:%M}" if at else ""
-        super().__init__(f"already {what} by {by or 'someone else'}{when}")
+        who = by or _("someone else")
+        if at:
+            message = _("already {what} by {who} at {time}").format(what=what, who=who, time=f"{at:%H:%M}")
+        else:
+            message = _("already {what} by {who}").format(what=what, who=who)
+        super().__init__(message)
 
 
 class ApprovalExpired(MailfixError):
     def __init__(self, what: str, expired_at: datetime) -> None:
         self.what, self.expired_at = what, expired_at
-        super().__init__(f"the {what} approval expired at {expired_at:%H:%M}; ask for it again with `renew`")
+        message = _("the {what} approval expired at {time}; ask for it again with `renew`")
+        super().__init__(message.format(what=what, time=f"{expired_at:%H:%M}"))
 
 
 class InvalidAccount(MailfixError):
     def __init__(self, value: str) -> None:
         self.value = value
-        super().__init__(f"not a valid mail account: {value[:80]!r} (expected user or user@domain)")
+        message = _("not a valid mail account: {value} (expected user or user@domain)")
+        super().__init__(message.format(value=repr(value[:80])))
 
 
 class StaleRequest(MailfixError):
     def __init__(self, asked: str, now: str) -> None:
         self.asked, self.now = asked, now
-        super().__init__(f"this was about {asked}; the incident now asks about {now}. Nothing was changed.")
+        message = _("this was about {asked}; the incident now asks about {now}. Nothing was changed.")
+        super().__init__(message.format(asked=asked, now=now))
 
 
 class AccountRefused(MailfixError):
     def __init__(self, account: str, reason: str) -> None:
         self.account, self.reason = account, reason
-        super().__init__(f"{account[:80]}: {reason}. Nothing was changed.")
+        super().__init__(_("{account}: {reason}. Nothing was changed.").format(account=account[:80], reason=reason))
 
 
 class SecretUnavailable(MailfixError):

@@ -11,6 +11,7 @@ from bot.core import requests
 from bot.core.requests import Request
 from bot.core.runbook import Runbook
 from bot.core.table import Event
+from bot.i18n import _
 from handlers import blocks, password_blocks
 from handlers.ids import ActionId
 from handlers.replies import tell, user_of
@@ -67,7 +68,8 @@ def handle_restore_inbox_action(ack: Ack, body: dict, runbook: Runbook, worker: 
 def _restore_inbox(runbook: Runbook, body: dict, client: WebClient) -> None:
     incident_id = request_of(body, Event.ABORT).incident_id  # the event is not used: a restore is no transition
     restored = runbook.restore_inbox(incident_id, actor=user_of(body))
-    tell(body, client, blocks.done_message(runbook.get(incident_id), f"{restored} messages restored to the INBOX"))
+    what = _("{count} messages restored to the INBOX").format(count=restored)
+    tell(body, client, blocks.done_message(runbook.get(incident_id), what))
 
 
 def handle_confirm_password_action(ack: Ack, body: dict, runbook: Runbook, worker: Worker) -> None:
@@ -83,7 +85,7 @@ def _confirm_password(runbook: Runbook, body: dict, client: WebClient) -> None:
     if (body.get("container") or {}).get("is_ephemeral"):
         tell(body, client, password_blocks.password_erased_note(), replace=True)
     elif not erased:
-        tell(body, client, blocks.error_message("The new password was already erased from mailfix."))
+        tell(body, client, blocks.error_message(_("The new password was already erased from mailfix.")))
 
 
 # The buttons of the incident message, each firing one event of the state table.

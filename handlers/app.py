@@ -25,6 +25,7 @@ import handlers
 from bot.config import Config, Secrets
 from bot.core.runbook import Runbook
 from bot.errors import ConfigError
+from bot.i18n import _
 from handlers import retries, shape
 from handlers.replies import report_error
 from handlers.worker import Worker
@@ -92,7 +93,7 @@ def build_app(
 ) -> App:
     """Return the Bolt app with every listener registered and the runbook in each listener's context."""
     if http and not secrets.slack_signing_secret:
-        raise ConfigError(["SLACK_SIGNING_SECRET is not set: Slack's requests could not be verified"])
+        raise ConfigError([_("SLACK_SIGNING_SECRET is not set: Slack's requests could not be verified")])
     client = client or slack_client(secrets)
     worker = Worker(client)
     app = App(
@@ -167,8 +168,8 @@ def wsgi_app(app: App, runbook: Runbook, signing_secret: str) -> Callable[[dict,
                 }
                 signed = verifier.is_valid_request(body, headers)
                 log.warning("refused a Slack request of the wrong shape (%s, signed: %s)", problem, signed)
-                status = "400 Bad Request" if signed else "401 Unauthorized"
-                start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+                refusal = "400 Bad Request" if signed else "401 Unauthorized"
+                start_response(refusal, [("Content-Type", "text/plain; charset=utf-8")])
                 return [f"malformed request: {problem}\n".encode() if signed else b"invalid request\n"]
         return bolt(environ, start_response)
 

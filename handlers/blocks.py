@@ -21,9 +21,11 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.core.labels import state_label
 from bot.core.notifier import STAMP_RE
 from bot.core.steps import SYSTEM_ACTOR
 from bot.core.table import State
+from bot.i18n import N_, _
 from handlers.ids import COMMAND
 from storage.models import Incident
 
@@ -54,15 +56,36 @@ STATE_EMOJI: Mapping[str, str] = {
     State.FAILED: ":x:",
 }
 
-USAGE = (
-    f"`{COMMAND} help` this help\n"
-    f"`{COMMAND} start [server]` open an incident and contain the flood (server optional when only one)\n"
-    f"`{COMMAND} status [id]` one incident, or every open one\n"
-    f"`{COMMAND} list` recent incidents\n"
-    f"`{COMMAND} abort <id>` stop an incident\n"
-    f"`{COMMAND} renew <id>` ask the directors again after an approval expired\n"
-    f"`{COMMAND} report <id>` the incident's timeline"
+
+# The slash command's verbs (never translated) and what each does (translated where shown: `usage`).
+USAGE_LINES: tuple[tuple[str, str], ...] = (
+    ("help", N_("this help")),
+    ("start [server]", N_("open an incident and contain the flood (server optional when only one)")),
+    ("status [id]", N_("one incident, or every open one")),
+    ("list", N_("recent incidents")),
+    ("abort <id>", N_("stop an incident")),
+    ("renew <id>", N_("ask the directors again after an approval expired")),
+    ("report <id>", N_("the incident's timeline")),
 )
+
+
+def usage() -> str:
+    """Return the usage of the slash command, one line per verb, in the current language."""
+    return "\n".join(f"`{COMMAND} {syntax}` {_(text)}" for syntax, text in USAGE_LINES)
+
+
+class _Usage:
+    """`USAGE` for the callers that format it into a text (`.format(usage=blocks.USAGE)`, f-strings):
+    the usage in the language spoken when it is shown, never the one spoken at import time."""
+
+    def __str__(self) -> str:
+        return usage()
+
+    def __format__(self, spec: str) -> str:
+        return format(usage(), spec)
+
+
+USAGE = _Usage()
 
 
 @dataclass(frozen=True)
@@ -74,10 +97,6 @@ class Message:
 
     def as_kwargs(self) -> dict[str, Any]:
         return {"text": self.text, "blocks": self.blocks} if self.blocks else {"text": self.text}
-
-
-def state_text(incident: Incident) -> str:
-    return str(incident.state).replace("_", " ")
 
 
 def when(at: datetime, *, seconds: bool = False) -> str:
@@ -129,7 +148,7 @@ def button(
 
 
 def confirm(title: str, text: str, yes: str) -> ConfirmObject:
-    return ConfirmObject(title=clip(title, 100), text=clip(text, 300), confirm=yes, deny="Cancel")
+    return ConfirmObject(title=clip(title, 100), text=clip(text, 300), confirm=yes, deny=_("Cancel"))
 
 
 # -- replies to commands ----------------------------------------------------------------------
@@ -137,7 +156,9 @@ def confirm(title: str, text: str, yes: str) -> ConfirmObject:
 
 def help_message() -> Message:
     """Return the usage of the slash command."""
-    return to_message(f"Usage:\n{USAGE}", [section(f"*mailfix* recovers a mail server flooded with spam.\n{USAGE}")])
+    text = _("Usage:\n{usage}").format(usage=usage())
+    body = _("*mailfix* recovers a mail server flooded with spam.\n{usage}").format(usage=usage())
+    return to_message(text, [section(body)])
 
 
 def error_message(text: str, hint: str = "") -> Message:
@@ -148,23 +169,24 @@ def error_message(text: str, hint: str = "") -> Message:
 
 def started_message(incident: Incident, channel: str) -> Message:
     """Return the reply to `start` once the incident is open and diagnosed."""
-    text = (
-        f"Incident #{incident.id} on {incident.server}: {state_text(incident)}. "
-        f"Follow it in <#{channel}>, or `{COMMAND} status {incident.id}`."
+    text = _("Incident #{id} on {server}: {state}. Follow it in <#{channel}>, or `{command} status {id}`.").format(
+        id=incident.id, server=incident.server, state=state_label(incident.state), channel=channel, command=COMMAND
     )
     return to_message(text, [section(text)])
 
 
 def done_message(incident: Incident, what: str) -> Message:
     """Return a short confirmation that `what` happened to the incident."""
-    text = f"Incident #{incident.id} on {incident.server}: {what}; now {state_text(incident)}."
+    text = _("Incident #{id} on {server}: {what}; now {state}.").format(
+        id=incident.id, server=incident.server, what=what, state=state_label(incident.state)
+    )
     return to_message(text, [section(text)])
 
 
 def incident_list(incidents: Sequence[Incident], *, title: str, now: datetime) -> Message:
     """Return one line per incident."""
     if not incidents:
-        return to_message(f"{title}: none", [section(f"*{title}:* none")])
+        return to_message(_("{title}: none").format(title=title), [section(_("*{title}:* none").format(title=title))])
     lines = [incident_line(i) for i in incidents]
     return to_message(f"{title}:\n" + "\n".join(lines), [section(f"*{title}:*\n" + "\n".join(lines))])
 
@@ -172,10 +194,9 @@ def incident_list(incidents: Sequence[Incident], *, title: str, now: datetime) -
 def incident_line(incident: Incident) -> str:
     """Return a one-line summary of an incident."""
     account = f" · `{escape(incident.suspect_address)}`" if incident.suspect_address else ""
-    return (
-        f"{STATE_EMOJI.get(incident.state, '')} #{incident.id} {incident.server} · {state_text(incident)}{account}"
-        f" · opened {when(incident.opened_at)}"
-    )
+    opened = _("opened {when}").format(when=when(incident.opened_at))
+    emoji, state = STATE_EMOJI.get(incident.state, ""), state_label(incident.state)
+    return f"{emoji} #{incident.id} {incident.server} · {state}{account} · {opened}"
 
 
 def report_message(incident: Incident, markdown: str) -> Message:
@@ -187,19 +208,26 @@ def report_message(incident: Incident, markdown: str) -> Message:
 def report_summary(incident: Incident, report: Mapping[str, Any]) -> str:
     """Return the report's head as Slack text: who, when, how fast, what was touched (the file has the timeline)."""
     head, counts = report["incident"], report["counts"]
-    account = f"`{escape(head['account'])}`" if head["account"] else "no account identified"
+    account = f"`{escape(head['account'])}`" if head["account"] else _("no account identified")
+    escalations = ", ".join(report["escalations"])  # the audit's event names, as the report file has them
     lines = [
-        f"*Report of incident #{incident.id} on {escape(incident.server)}: {state_text(incident)}* · {account}",
-        f"• Opened by {person(incident.opened_by)} {when(incident.opened_at)}",
-        f"• Contained after {_seconds(head['seconds_to_containment'])}"
-        f" · closed after {_seconds(head['seconds_to_resolution'])}",
-        f"• Queued messages held {counts['held']:,} · released {counts['released']:,} · deleted {counts['deleted']:,}",
-        f"• Escalations: {', '.join(report['escalations']) or 'none'}",
+        _("*Report of incident #{id} on {server}: {state}* · {account}").format(
+            id=incident.id, server=escape(incident.server), state=state_label(incident.state), account=account
+        ),
+        _("• Opened by {person} {when}").format(person=person(incident.opened_by), when=when(incident.opened_at)),
+        _("• Contained after {contained} · closed after {closed}").format(
+            contained=_seconds(head["seconds_to_containment"]), closed=_seconds(head["seconds_to_resolution"])
+        ),
+        _("• Queued messages held {held} · released {released} · deleted {deleted}").format(
+            held=f"{counts['held']:,}", released=f"{counts['released']:,}", deleted=f"{counts['deleted']:,}"
+        ),
+        _("• Escalations: {escalations}").format(escalations=escalations) if escalations else _("• Escalations: none"),
     ]
     if head["inbox_archive"]:
-        lines.append(f"• INBOX archived before it was emptied: `{escape(head['inbox_archive'])}`")
+        archive = escape(head["inbox_archive"])
+        lines.append(_("• INBOX archived before it was emptied: `{archive}`").format(archive=archive))
     if head["failure"]:
-        lines.append(f"• Failure: {escape(head['failure'])}")
+        lines.append(_("• Failure: {failure}").format(failure=escape(head["failure"])))
     return "\n".join(lines)
 
 
@@ -240,7 +268,7 @@ def clip(text: str, limit: int) -> str:
 def duration(delta: Any) -> str:
     seconds = max(0, int(delta.total_seconds()))
     if seconds < 60:
-        return f"{seconds} s"
+        return _("{seconds} s").format(seconds=seconds)
     if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+        return _("{minutes} min {seconds} s").format(minutes=seconds // 60, seconds=seconds % 60)
+    return _("{hours} h {minutes} min").format(hours=seconds // 3600, minutes=seconds % 3600 // 60)

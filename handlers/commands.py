@@ -15,6 +15,7 @@ from bot.core.report import report_json, report_markdown
 from bot.core.requests import BadRequest, Request, parse_id
 from bot.core.runbook import Runbook
 from bot.core.table import Event
+from bot.i18n import _
 from handlers import blocks, incident_blocks
 from handlers.ids import COMMANDS
 
@@ -48,36 +49,44 @@ def parse_command(text: str) -> Command:
     verb = words[0].lower() if words else "help"
     args = words[1:]
     if verb not in VERBS:
-        return Command(verb, problem=f"Unknown command `{blocks.escape(verb[:40])}`.")
+        return Command(verb, problem=_("Unknown command `{verb}`.").format(verb=blocks.escape(verb[:40])))
     fewest, most = VERBS[verb]
     if not fewest <= len(args) <= most:
-        return Command(verb, problem=f"`{verb}` takes {_count(fewest, most)}.")
+        return Command(verb, problem=_takes(fewest, most).format(verb=verb))
     arg = args[0] if args else None
     if arg is None or verb == "start":
         return Command(verb, arg)
     try:
         return Command(verb, str(parse_id(arg)))
     except BadRequest:
-        return Command(verb, problem=f"`{blocks.escape(arg[:40])}` is not an incident number, like `12`.")
+        problem = _("`{value}` is not an incident number, like `12`.").format(value=blocks.escape(arg[:40]))
+        return Command(verb, problem=problem)
 
 
-def _count(fewest: int, most: int) -> str:
+def _takes(fewest: int, most: int) -> str:
+    """The problem of a wrong count of arguments, with a {verb} field."""
     if most == 0:
-        return "no argument"
-    return "one argument" if fewest == most else "at most one argument"
+        return _("`{verb}` takes no argument.")
+    return _("`{verb}` takes one argument.") if fewest == most else _("`{verb}` takes at most one argument.")
 
 
 def handle_mailfix_command(ack: Ack, body: dict, respond: Respond, runbook: Runbook, worker: Worker) -> None:
     """Ack at once (usage and errors go in the ack itself); run the rest in the background."""
     command = parse_command(body.get("text", ""))
     if command.problem:
-        ack(**blocks.error_message(command.problem, f"Usage:\n{blocks.USAGE}").as_kwargs())
+        ack(**blocks.error_message(command.problem, _("Usage:\n{usage}").format(usage=blocks.USAGE)).as_kwargs())
         return
     if command.verb == "help":
         ack(**blocks.help_message().as_kwargs())
         return
     if command.verb == "start":
-        ack(text=f":hourglass_flowing_sand: Opening an incident on {blocks.escape(command.arg or 'the mail server')}…")
+        if command.arg:
+            opening = _(":hourglass_flowing_sand: Opening an incident on {server}…").format(
+                server=blocks.escape(command.arg)
+            )
+        else:
+            opening = _(":hourglass_flowing_sand: Opening an incident on the mail server…")
+        ack(text=opening)
     else:
         ack()
     actor = body["user_id"]
@@ -95,21 +104,22 @@ def _status(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
     now = runbook.now()
     if arg is not None:
         return incident_blocks.incident_message(runbook.get(int(arg)), now=now, interactive=False)
-    return blocks.incident_list(runbook.repo.list_incidents(open_only=True), title="Open incidents", now=now)
+    return blocks.incident_list(runbook.repo.list_incidents(open_only=True), title=_("Open incidents"), now=now)
 
 
 def _list(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
     runbook.may_read(actor)
-    return blocks.incident_list(runbook.repo.list_incidents(limit=20), title="Recent incidents", now=runbook.now())
+    incidents = runbook.repo.list_incidents(limit=20)
+    return blocks.incident_list(incidents, title=_("Recent incidents"), now=runbook.now())
 
 
 def _abort(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
-    return blocks.done_message(runbook.act(Request(int(arg or 0), Event.ABORT), actor=actor), "aborted")
+    return blocks.done_message(runbook.act(Request(int(arg or 0), Event.ABORT), actor=actor), _("aborted"))
 
 
 def _renew(runbook: Runbook, arg: str | None, actor: str) -> blocks.Message:
     incident = runbook.act(Request(int(arg or 0), Event.RENEW), actor=actor)
-    return blocks.done_message(incident, "the directors were asked again")
+    return blocks.done_message(incident, _("the directors were asked again"))
 
 
 def _report(runbook: Runbook, arg: str | None, actor: str, *, client: WebClient) -> blocks.Message:
@@ -131,13 +141,15 @@ def _report(runbook: Runbook, arg: str | None, actor: str, *, client: WebClient)
         # Only the error code: Slack's answer could echo the upload. The requester still gets the report, cut.
         error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
         cut = blocks.report_message(incident, markdown)
-        return blocks.Message(text=f":warning: could not share the report as a file (Slack said {error})\n{cut.text}")
-    text = f"{summary}\nThe full report ({len(markdown.splitlines())} lines) is in the incident's thread."
+        failed = _(":warning: could not share the report as a file (Slack said {error})").format(error=error)
+        return blocks.Message(text=f"{failed}\n{cut.text}")
+    shared = _("The full report ({count} lines) is in the incident's thread.")
+    text = f"{summary}\n" + shared.format(count=len(markdown.splitlines()))
     return blocks.to_message(text, [blocks.section(text)])
 
 
 def report_title(incident_id: int) -> str:
-    return f"mailfix incident #{incident_id} report"
+    return _("mailfix incident #{id} report").format(id=incident_id)
 
 
 RUN: Mapping[str, Callable[[Runbook, str | None, str], blocks.Message]] = {

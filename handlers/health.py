@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.core.runbook import Runbook
 from bot.errors import ConfigError
+from bot.i18n import _
 from handlers.app import HEALTH_PATH, health
 
 Check = Callable[[], tuple[int, str]]
@@ -48,7 +49,8 @@ def start_health_server(check: Check, host: str, port: int) -> ThreadingHTTPServ
     try:
         server = ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
-        raise ConfigError([f"cannot serve {HEALTH_PATH} on {host}:{port}: {exc.strerror or exc}"]) from None
+        problem = _("cannot serve {path} on {host}:{port}: {error}")
+        raise ConfigError([problem.format(path=HEALTH_PATH, host=host, port=port, error=exc.strerror or exc)]) from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="mailfix-health", daemon=True).start()
     return server

@@ -23,17 +23,19 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from bot import i18n
 from bot.config import Config
 from bot.core.mailserver import Account, Password
 from bot.core.notifier import Delivery, MessageRef
 from bot.core.progress import Progress, Throttle
 from bot.errors import DeliveryDelayed, MailfixError
+from bot.i18n import N_, _
 from handlers import alert_blocks, blocks, incident_blocks, password_blocks
 from storage.models import FloodAlert, Incident
 from storage.outbox import Outbox
 
 log = logging.getLogger(__name__)
-NOT_IN_SLACK = "user not in Slack: tell them by phone"
+NOT_IN_SLACK = N_("user not in Slack: tell them by phone")
 # Longer than one Slack call with all its retries (handlers.retries: at most 31 s).
 # Longer than the worst hold: a look-up (LOOKUP_PAGES calls) then a post, each at most ~31 s (handlers.retries).
 LEASE = timedelta(minutes=3)
@@ -53,7 +55,8 @@ class SlackDeliveryFailed(MailfixError):
     """Slack refused a message the runbook needs delivered (the step fails and can be retried)."""
 
     def __init__(self, what: str, error: str) -> None:
-        super().__init__(f"could not {what}: Slack said {error}")
+        # `what` is a whole phrase, translated where it is said: "look up {address}", "DM {address}".
+        super().__init__(_("could not {what}: Slack said {error}").format(what=what, error=error))
 
 
 class SlackDeliveryDelayed(SlackDeliveryFailed, DeliveryDelayed):
@@ -87,7 +90,7 @@ class SlackNotifier:
         """Bring the incident's message to its newest version (posting it the first time); return its ref when
         this call posted it. A failure leaves the message behind for `catch_up`."""
         # Rendered even at a version already shown: a monitoring check adds to the message without a new version.
-        posted, _ = self._converge(incident.id, again=True)
+        posted, _answered = self._converge(incident.id, again=True)
         return posted
 
     def _converge(self, incident_id: int, *, again: bool = False) -> tuple[MessageRef | None, bool]:
@@ -236,7 +239,7 @@ class SlackNotifier:
         """Return the ts of our message tagged `event` with `payload` in the channel (or thread), if Slack has it."""
         since = f"{oldest.timestamp() - 60:.6f}"  # hosts' clocks may differ a little from Slack's
         cursor = None
-        for _ in range(LOOKUP_PAGES):
+        for _page in range(LOOKUP_PAGES):
             args: dict[str, Any] = {"channel": channel, "oldest": since, "limit": 200, "include_all_metadata": True}
             if cursor:
                 args["cursor"] = cursor
@@ -260,21 +263,23 @@ class SlackNotifier:
     def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
         """DM the user found by their address (once, even when the step runs again after a crash); without one,
         show the password to the opener only."""
+        look_up = _("look up {address}").format(address=account.address)
         try:
             user = self.client.users_lookupByEmail(email=account.address)["user"]["id"]
         except SlackApiError as exc:
             if exc.response.get("error") != "users_not_found":
-                raise delivery_failed(f"look up {account.address}", exc) from None
+                raise delivery_failed(look_up, exc) from None
             return self._deliver_to_operator(incident, account, password)
         except FAILURES as exc:
-            raise delivery_failed(f"look up {account.address}", exc) from None
-        message = password_blocks.password_dm(
-            incident_id=incident.id,
-            address=account.address,
-            user_id=user,
-            password=password.reveal(),
-            keep_minutes=self.config.password_message_minutes,
-        )
+            raise delivery_failed(look_up, exc) from None
+        with i18n.speaking(locale_of(self.client, user)):  # the user's own language, the team's otherwise
+            message = password_blocks.password_dm(
+                incident_id=incident.id,
+                address=account.address,
+                user_id=user,
+                password=password.reveal(),
+                keep_minutes=self.config.password_message_minutes,
+            )
         # One DM per cleanup: a re-run of the step (same incident, same phase) finds the one already sent.
         cleanup = f"{incident.id}:{incident.phase}"
         try:
@@ -285,9 +290,9 @@ class SlackNotifier:
                 ts = self.client.chat_postMessage(channel=channel, metadata=metadata, **message.as_kwargs())["ts"]
         except FAILURES as exc:
             # str(exc) would quote Slack's answer, which can echo the message: keep only the error code.
-            raise delivery_failed(f"DM {account.address}", exc) from None
+            raise delivery_failed(_("DM {address}").format(address=account.address), exc) from None
         # No mention: it would ping the user from the incident channel, which is for IT only.
-        note = "DM sent to them in Slack; the password leaves Slack when they confirm"
+        note = _("DM sent to them in Slack; the password leaves Slack when they confirm")
         return Delivery(via="dm", confirmed=False, note=note, ref=MessageRef(channel, str(ts)), to=user)
 
     def _deliver_to_operator(self, incident: Incident, account: Account, password: Password) -> Delivery:
@@ -301,14 +306,20 @@ class SlackNotifier:
                 channel=incident.slack_channel or self.config.channel, user=incident.opened_by, **message.as_kwargs()
             )
         except FAILURES as exc:
-            raise delivery_failed(f"tell <@{incident.opened_by}> the password", exc) from None
-        return Delivery(via="operator", confirmed=False, note=NOT_IN_SLACK, to=incident.opened_by)
+            tell = _("tell {user} the password").format(user=f"<@{incident.opened_by}>")
+            raise delivery_failed(tell, exc) from None
+        return Delivery(via="operator", confirmed=False, note=_(NOT_IN_SLACK), to=incident.opened_by)
 
     def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
         """Rewrite the DM at `ref` without the password (an ephemeral note has no ref: nothing to do)."""
         if ref is None or incident.suspect_address is None:
             return
-        message = password_blocks.password_dm_withdrawn(address=incident.suspect_address)
+        try:
+            user = self.client.users_lookupByEmail(email=incident.suspect_address)["user"]["id"]
+        except FAILURES:
+            user = None  # said in the team's language then
+        with i18n.speaking(locale_of(self.client, user) if user else None):
+            message = password_blocks.password_dm_withdrawn(address=incident.suspect_address)
         self.client.chat_update(channel=ref.channel, ts=ref.ts, **message.as_kwargs())
 
     # -- the flood watch -----------------------------------------------------------------------
@@ -334,6 +345,17 @@ class SlackNotifier:
         self.client.chat_update(
             channel=alert.slack_channel or self.config.channel, ts=alert.slack_ts, **message.as_kwargs()
         )
+
+
+def locale_of(client: WebClient, user: str) -> str | None:
+    """The user's Slack locale (`es-LA`, `en-US`), or None when Slack does not say: what they read is then in
+    the team's language, never a reason to hold back what they must be told."""
+    try:
+        found = client.users_info(user=user, include_locale=True)["user"].get("locale")
+    except FAILURES as exc:
+        log.info("no locale for %s (%s): the team's language", user, _reason(exc))
+        return None
+    return found if isinstance(found, str) else None
 
 
 def _metadata(event: str, **payload: Any) -> dict[str, Any]:

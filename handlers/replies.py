@@ -10,6 +10,7 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.webhook import WebhookClient
 
+from bot.core.labels import approval_kind
 from bot.errors import (
     AlreadyDone,
     ApprovalExpired,
@@ -20,6 +21,7 @@ from bot.errors import (
     ServerBusy,
     UnknownServer,
 )
+from bot.i18n import _
 from handlers import blocks
 from handlers.ids import COMMAND
 
@@ -52,29 +54,36 @@ def tell(body: Mapping[str, Any], client: WebClient, message: blocks.Message, *,
 def hint_for(error: MailfixError) -> str:
     """Return what to type instead, for the errors where that helps."""
     if isinstance(error, UnknownServer) and error.known:
-        return f"Type `{COMMAND} start {error.known[0]}` (configured: {', '.join(error.known)})."
+        text = _("Type `{command} start {server}` (configured: {servers}).")
+        return text.format(command=COMMAND, server=error.known[0], servers=", ".join(error.known))
     if isinstance(error, ServerBusy) and error.incident_id:
-        return f"Type `{COMMAND} status {error.incident_id}` to follow it, or `{COMMAND} abort {error.incident_id}`."
+        text = _("Type `{command} status {id}` to follow it, or `{command} abort {id}`.")
+        return text.format(command=COMMAND, id=error.incident_id)
     if isinstance(error, IncidentNotFound):
-        return f"Type `{COMMAND} list` to see the incidents."
+        return _("Type `{command} list` to see the incidents.").format(command=COMMAND)
     if isinstance(error, ApprovalExpired):
-        return f"Type `{COMMAND} renew <id>`, or click “Ask the directors again” on the incident message."
+        text = _("Type `{command} renew <id>`, or click “{button}” on the incident message.")
+        return text.format(command=COMMAND, button=_("Ask the directors again"))  # the button's own label
     if isinstance(error, InvalidTransition):
-        return f"Type `{COMMAND} status <id>` to see where the incident stands."
+        return _("Type `{command} status <id>` to see where the incident stands.").format(command=COMMAND)
     if isinstance(error, NotAuthorized) and error.action == "read incidents":
-        return "Ask an operator or a director to add you to `readers` in mailfix.toml."
+        return _("Ask an operator or a director to add you to `readers` in mailfix.toml.")
     if isinstance(error, NotAuthorized) and error.action not in DECISIONS:
-        return "Ask an operator or a director."
+        return _("Ask an operator or a director.")
     return ""
 
 
 def describe(error: MailfixError) -> str:
     """Return the error as Slack shows it: people as mentions and times in each reader's own time zone."""
     if isinstance(error, AlreadyDone):
-        when = f" {blocks.when(error.at)}" if error.at else ""
-        return f"already {error.what} by {blocks.person(error.by) if error.by else 'someone else'}{when}"
+        # `what` is a past tense the core marked with N_ (bot.core.binding.PAST_TENSE): translated here.
+        what, who = _(error.what), blocks.person(error.by) if error.by else _("someone else")
+        if error.at:
+            return _("already {what} by {who} {when}").format(what=what, who=who, when=blocks.when(error.at))
+        return _("already {what} by {who}").format(what=what, who=who)
     if isinstance(error, ApprovalExpired):
-        return f"the {error.what} approval expired {blocks.when(error.expired_at)}; ask for it again with `renew`"
+        text = _("the {what} approval expired {when}; ask for it again with `renew`")
+        return text.format(what=approval_kind(error.what), when=blocks.when(error.expired_at))
     return blocks.escape(str(error))
 
 
@@ -86,7 +95,8 @@ def report_error(error: BaseException, body: Mapping[str, Any], client: WebClien
         error_id = uuid.uuid4().hex[:8]
         # Only the type and traceback: the request body can hold a password (the DM's confirm click).
         log.error("unexpected error %s handling a Slack request", error_id, exc_info=error)
-        message = blocks.error_message(f"Something went wrong (error {error_id}); the bot's log has the details.")
+        text = _("Something went wrong (error {id}); the bot's log has the details.").format(id=error_id)
+        message = blocks.error_message(text)
     try:
         tell(body, client, message)
     except Exception:

@@ -19,6 +19,7 @@ from bot.core.runbook import Runbook
 from bot.core.scheduler import Periodic, start_scheduler
 from bot.core.watch import start_watch
 from bot.errors import ConfigError
+from bot.i18n import _
 from bot.wiring import build_runbook
 from handlers.app import build_app, slack_client, wsgi_app
 from handlers.health import socket_health, start_health_server
@@ -34,13 +35,13 @@ PING_SECONDS = 5.0  # Socket Mode pings Slack this often: a dead link is replace
 
 def add_verbs(sub: argparse._SubParsersAction) -> None:
     """Add `mailfix serve` and `mailfix socket` to the terminal's verbs (entry point `mailfix.frontends`)."""
-    http = sub.add_parser("serve", help="run the Slack bot in HTTP mode (POST /slack/events, GET /healthz)")
-    http.add_argument("--host", help="address to listen on (default: $HOST, else 0.0.0.0)")
-    http.add_argument("--port", type=int, help="port to listen on (default: $PORT, else 3000)")
+    http = sub.add_parser("serve", help=_("run the Slack bot in HTTP mode (POST /slack/events, GET /healthz)"))
+    http.add_argument("--host", help=_("address to listen on (default: $HOST, else 0.0.0.0)"))
+    http.add_argument("--port", type=int, help=_("port to listen on (default: $PORT, else 3000)"))
     http.set_defaults(frontend=lambda args, secrets, config: serve(secrets, config, args.host, args.port))
-    socket = sub.add_parser("socket", help="run the Slack bot in Socket Mode (needs SLACK_APP_TOKEN; GET /healthz)")
-    socket.add_argument("--health-host", help="address of GET /healthz (default: 127.0.0.1)")
-    socket.add_argument("--health-port", type=int, help="port of GET /healthz (default: $PORT, else 3000)")
+    socket = sub.add_parser("socket", help=_("run the Slack bot in Socket Mode (needs SLACK_APP_TOKEN; GET /healthz)"))
+    socket.add_argument("--health-host", help=_("address of GET /healthz (default: 127.0.0.1)"))
+    socket.add_argument("--health-port", type=int, help=_("port of GET /healthz (default: $PORT, else 3000)"))
     socket.set_defaults(
         frontend=lambda args, secrets, config: socket_mode(secrets, config, args.health_host, args.health_port)
     )
@@ -67,13 +68,14 @@ def check_token(client: WebClient) -> None:
         header = answer.headers.get("x-oauth-scopes") or ""
         granted = {s.strip() for s in (header if isinstance(header, str) else ",".join(header)).split(",") if s.strip()}
         if granted and (missing := NEEDED_SCOPES - granted):
-            raise ConfigError(
-                [f"the Slack app lacks the scopes {', '.join(sorted(missing))}: add them (app.yaml) and reinstall it"]
-            )
+            lacks = _("the Slack app lacks the scopes {scopes}: add them (app.yaml) and reinstall it")
+            raise ConfigError([lacks.format(scopes=", ".join(sorted(missing)))])
     except SlackApiError as exc:
-        raise ConfigError([f"SLACK_BOT_TOKEN was refused by Slack: {exc.response.get('error')}"]) from None
+        refused = _("SLACK_BOT_TOKEN was refused by Slack: {error}")
+        raise ConfigError([refused.format(error=exc.response.get("error"))]) from None
     except (SlackClientError, OSError) as exc:
-        raise ConfigError([f"Slack's Web API at {client.base_url} is unreachable: {type(exc).__name__}"]) from None
+        unreachable = _("Slack's Web API at {url} is unreachable: {error}")
+        raise ConfigError([unreachable.format(url=client.base_url, error=type(exc).__name__)]) from None
 
 
 def assemble(secrets: Secrets, config: Config, *, http: bool) -> tuple[Runbook, App]:
@@ -156,7 +158,8 @@ def socket_mode(
     try:
         handler.start()
     except SlackApiError as exc:  # apps.connections.open refused the app token: one line, not a traceback
-        raise ConfigError([f"SLACK_APP_TOKEN was refused by Slack: {exc.response.get('error')}"]) from None
+        refused = _("SLACK_APP_TOKEN was refused by Slack: {error}")
+        raise ConfigError([refused.format(error=exc.response.get("error"))]) from None
     finally:
         handler.close()
         probe.shutdown()
@@ -175,7 +178,8 @@ def ping_seconds() -> float:
     except ValueError:
         seconds = 0.0
     if not 0 < seconds <= 300:
-        raise ConfigError([f"MAILFIX_SOCKET_PING_SECONDS must be a number of seconds in (0, 300], not {raw!r}"])
+        problem = _("MAILFIX_SOCKET_PING_SECONDS must be a number of seconds in (0, 300], not {value}")
+        raise ConfigError([problem.format(value=repr(raw))])
     return seconds
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import i18n
 from bot.config import Config, ServerConfig
 from bot.core.runbook import Runbook
 from bot.core.vault import Vault
@@ -20,6 +21,14 @@ from tests.integration.lab import Lab
 
 DIRECTOR, DIRECTOR2, OPERATOR, STRANGER = "UDIRECTOR1", "UDIRECTOR2", "UOPERATOR1", "USTRANGER1"
 SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LTAxMjM0NTY3ODlhYmNkZWY="  # a Fernet key: 32 bytes, base64
+
+
+@pytest.fixture(autouse=True)
+def english() -> Iterator[None]:
+    """Every test starts in English, and a test that loads a Spanish config does not leak it to the next."""
+    i18n.use("en")
+    yield
+    i18n.use("en")
 
 
 class Clock:

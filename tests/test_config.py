@@ -207,3 +207,16 @@ def test_a_file_that_is_not_text_is_one_clear_line(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "mailfix.toml")
     assert err.value.problems == [f"{tmp_path / 'mailfix.toml'}: not UTF-8 text"]
+
+
+def test_the_language_is_a_shipped_one_and_the_process_speaks_it(tmp_path):
+    from bot import i18n
+
+    path = write_config(tmp_path, extra='language = "fr"')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.problems == [f"{path}: language: must be one of en, es-MX, got 'fr'"]
+    assert i18n.current() == "en"  # a refused config changes nothing
+    config = load_config(write_config(tmp_path, extra='language = "es-MX"'))
+    assert config.language == "es_MX" and i18n.current() == "es_MX"
+    assert i18n._("options") == "opciones"

@@ -11,23 +11,26 @@ from collections.abc import Callable, Mapping
 
 from bot.core import diagnosis as diagnosis_codec
 from bot.core.effects import approval_subject, current_approval
+from bot.core.labels import decision_text
 from bot.core.mailserver import NOT_ACCOUNTS, validate_account
 from bot.core.requests import Request
 from bot.core.table import Event, State
 from bot.errors import AccountRefused, AlreadyDone, InvalidAccount, StaleRequest
+from bot.i18n import N_, _
 from storage.models import Incident
 
+# What an event did, as "already <what> by <who>" says it: marked here, translated where shown (`_()`).
 PAST_TENSE: Mapping[Event, str] = {
-    Event.APPROVE: "approved",
-    Event.REJECT: "rejected",
-    Event.PICK: "redirected to another account",
-    Event.APPROVE_REBOOT: "approved (reboot)",
-    Event.ABORT: "aborted",
-    Event.RETRY: "retried",
-    Event.DIAGNOSE: "started",
-    Event.RESOLVE_NOW: "resolved",
-    Event.RENEW: "renewed",
-    Event.CONTAIN: "contained",
+    Event.APPROVE: N_("approved"),
+    Event.REJECT: N_("rejected"),
+    Event.PICK: N_("redirected to another account"),
+    Event.APPROVE_REBOOT: N_("approved (reboot)"),
+    Event.ABORT: N_("aborted"),
+    Event.RETRY: N_("retried"),
+    Event.DIAGNOSE: N_("started"),
+    Event.RESOLVE_NOW: N_("resolved"),
+    Event.RENEW: N_("renewed"),
+    Event.CONTAIN: N_("contained"),
 }
 
 
@@ -40,41 +43,46 @@ def check_binding(incident: Incident, request: Request, *, done_before: Callable
     if answered is not None and answered.decision is not None:
         if answered.decision == "approved" and request.event in (Event.APPROVE, Event.APPROVE_REBOOT):
             raise AlreadyDone("approved", answered.decided_by, answered.decided_at)  # a double click
-        raise StaleRequest(f"{answered.subject or 'an earlier request'} ({answered.decision})", asked_now)
+        subject = answered.subject or _("an earlier request")
+        raise StaleRequest(f"{subject} ({decision_text(answered.decision)})", asked_now)
     reboot = request.event == Event.APPROVE_REBOOT or (request.event == Event.RENEW and request.reboot)
     waits_in = State.AWAITING_REBOOT_APPROVAL if reboot else State.AWAITING_APPROVAL
     names_what = request.event != Event.RENEW or request.reboot or request.account is not None
     if names_what and incident.state != waits_in:
         # Done already (a second click, a retried command) says by whom; anything else is stale.
         asked = (
-            f"the reboot of {incident.server}"
+            _("the reboot of {server}").format(server=incident.server)
             if waits_in == State.AWAITING_REBOOT_APPROVAL
-            else (f"the cleanup of {request.account or incident.suspect_address or 'an account'}")
+            else _("the cleanup of {account}").format(
+                account=request.account or incident.suspect_address or _("an account")
+            )
         )
         raise done_before(request.event) or StaleRequest(asked, asked_now)
     current = current_approval(incident)
     if request.approval_id is not None and (current is None or current.id != request.approval_id):
-        raise StaleRequest(answered.subject if answered and answered.subject else "an earlier request", asked_now)
+        raise StaleRequest(answered.subject if answered and answered.subject else _("an earlier request"), asked_now)
     named = request.account
     if (
         request.event in (Event.APPROVE, Event.REJECT, Event.PICK, Event.RENEW)
         and named
         and named != incident.suspect_address
     ):
-        raise StaleRequest(f"the cleanup of {request.account}", asked_now)
+        raise StaleRequest(_("the cleanup of {account}").format(account=request.account), asked_now)
 
 
 def offered_account(incident: Incident, request: Request, *, mail_domain: str, protected: frozenset[str]) -> str:
     """Return the account a pick or contain names, if mailfix offered it and may touch it; else refuse."""
     name = validate_account(request.pick or "")
     if name in NOT_ACCOUNTS:
-        raise AccountRefused(name, "the null sender (bounces) is nobody's account")
+        raise AccountRefused(name, _("the null sender (bounces) is nobody's account"))
     domain = mail_domain.lower()
-    local, _, at = name.partition("@")
+    local, _sep, at = name.partition("@")
     if at and at != domain:
-        raise AccountRefused(name, f"not an account of {domain}: mailfix acts only on local accounts")
+        raise AccountRefused(
+            name, _("not an account of {domain}: mailfix acts only on local accounts").format(domain=domain)
+        )
     if not protected.isdisjoint({name, local}):
-        raise AccountRefused(name, "a protected account (root, postmaster, system accounts...) is never touched")
+        raise AccountRefused(name, _("a protected account (root, postmaster, system accounts...) is never touched"))
     offered: set[str]
     if request.event == Event.CONTAIN:
         offered = {a for a in (flood_account(incident),) if a is not None}
@@ -87,14 +95,14 @@ def offered_account(incident: Incident, request: Request, *, mail_domain: str, p
         alias for a in (incident.suspect_address, *incident.rejected_accounts) if a for alias in aliases(a, domain)
     }
     if name not in offered or not spent.isdisjoint(aliases(name, domain)):
-        raise AccountRefused(name, "mailfix did not offer this account here")
+        raise AccountRefused(name, _("mailfix did not offer this account here"))
     return name
 
 
 def aliases(name: str, domain: str) -> set[str]:
     """Return the spellings of one local account: `user` and `user@domain` (a foreign address is only itself)."""
     name = name.lower()
-    local, _, at = name.partition("@")
+    local, _sep, at = name.partition("@")
     return {local, f"{local}@{domain}"} if at in ("", domain) else {name}
 
 
@@ -103,7 +111,7 @@ def _asks(incident: Incident) -> str:
     current = current_approval(incident)
     if current is not None and current.decision is None:
         return current.subject or approval_subject(incident, current.what)
-    return f"nothing to approve (it is {str(incident.state).replace('_', ' ')})"
+    return _("nothing to approve (it is {state})").format(state=str(incident.state).replace("_", " "))
 
 
 def flood_account(incident: Incident) -> str | None:

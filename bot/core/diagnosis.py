@@ -40,6 +40,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bot.core.mailserver import Account, Diagnosis, QueueSnapshot, Ranked, Suspect
+from bot.i18n import _
 from storage.models import Incident
 
 SCHEMA = "mailfix.diagnosis/1"
@@ -136,7 +137,7 @@ def cleanup_total(incident: Incident) -> int | None:
 def deletes(incident: Incident) -> str:
     """Return ", which deletes N queued messages" for the cleanup of the incident's suspect ("" when not counted)."""
     total = cleanup_total(incident)
-    return "" if total is None else f", which deletes {total:,} queued messages"
+    return "" if total is None else _(", which deletes {count} queued messages").format(count=f"{total:,}")
 
 
 def _ranking(items: Iterable[Mapping[str, Any]]) -> tuple[Ranked, ...]:

@@ -12,6 +12,7 @@ from bot.config import Config
 from bot.core.steps import SYSTEM_ACTOR
 from bot.core.table import APPROVAL_FOR, MONITOR_ROUNDS, TERMINAL, Event, Guard, State, monitor_round_after
 from bot.errors import ApprovalExpired, InvalidTransition, NotAuthorized
+from bot.i18n import _
 from storage.models import Approval, Incident
 from storage.repository import NewApproval
 
@@ -20,19 +21,22 @@ def authorize(config: Config, actor: str, guard: Guard, incident: Incident | Non
     """Raise NotAuthorized unless `actor` may fire `event` under `guard`."""
     if guard == Guard.SYSTEM:
         if actor != SYSTEM_ACTOR:
-            raise NotAuthorized(actor, event, f"{event} is fired by mailfix itself, not by people")
+            raise NotAuthorized(
+                actor, event, _("{event} is fired by mailfix itself, not by people").format(event=event)
+            )
         return
     if actor == SYSTEM_ACTOR:
         return
     if guard == Guard.OPERATOR and actor not in config.operators | config.directors:
-        raise NotAuthorized(actor, event, f"only operators or directors may {event.replace('_', ' ')}")
+        reason = _("only operators or directors may {action}").format(action=event.replace("_", " "))
+        raise NotAuthorized(actor, event, reason)
     if guard in (Guard.DIRECTOR, Guard.APPROVER) and actor not in config.directors:
-        raise NotAuthorized(actor, event, "only the IT director can approve this")
+        raise NotAuthorized(actor, event, _("only the IT director can approve this"))
     if guard == Guard.APPROVER and incident is not None and not config.allow_self_approval:
         if actor == incident.opened_by:
-            raise NotAuthorized(actor, event, "you opened this incident: another director must approve (four-eyes)")
+            raise NotAuthorized(actor, event, _("you opened this incident: another director must approve (four-eyes)"))
         if actor == incident.suspect_named_by:
-            raise NotAuthorized(actor, event, "you named this account: another director must approve (four-eyes)")
+            raise NotAuthorized(actor, event, _("you named this account: another director must approve (four-eyes)"))
 
 
 def current_approval(incident: Incident) -> Approval | None:
@@ -48,8 +52,12 @@ def pending_approval(incident: Incident) -> Approval | None:
 
 
 def approval_subject(incident: Incident, what: str) -> str:
-    """Return what an approval is about, as people read it: the account, or "reboot of <server>"."""
-    return f"the reboot of {incident.server}" if what == "reboot" else f"the cleanup of {incident.suspect_address}"
+    """Return what an approval is about, as people read it: the account, or "reboot of <server>".
+
+    Stored with the approval request (its `subject`), in the language spoken when it was asked."""
+    if what == "reboot":
+        return _("the reboot of {server}").format(server=incident.server)
+    return _("the cleanup of {account}").format(account=incident.suspect_address)
 
 
 def effects(
@@ -93,7 +101,7 @@ def effects(
         decide = (current.id, "withdrawn")  # the other account's flood comes first; a reboot would not stop it
     elif event == Event.RENEW:
         if not expired:
-            raise InvalidTransition("renew", "the approval request has not expired")
+            raise InvalidTransition("renew", _("the approval request has not expired"))
         if current is not None and current.decision is None:
             decide = (current.id, "expired")
     what = APPROVAL_FOR.get(target)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from bot.config import Config
 from bot.core.mailserver import NOT_ACCOUNTS, Health, Ranked
+from bot.i18n import _
 from storage.models import Check, Incident
 
 TREND_CHECKS = 3  # the queue must not have grown over this many checks
@@ -18,18 +19,20 @@ def assess(health: Health, checks: Sequence[Check], monitor_round: int, config: 
     """Return whether the server is normal, and the reasons it is not."""
     reasons = []
     if not health.postfix_running:
-        reasons.append("Postfix is not running")
+        reasons.append(_("Postfix is not running"))
     if health.queue_size >= config.normal_queue_size:
-        reasons.append(f"queue {health.queue_size} ≥ {config.normal_queue_size}")
-    for label, ranked in (("sender", health.top_sender), ("login", health.top_login)):
+        reasons.append(_("queue {size} ≥ {limit}").format(size=health.queue_size, limit=config.normal_queue_size))
+    floods = (
+        (_("sender {name} has {count} queued (flood threshold {threshold})"), health.top_sender),
+        (_("login {name} has {count} queued (flood threshold {threshold})"), health.top_login),
+    )
+    for text, ranked in floods:
         if ranked is not None and ranked.count >= config.flood_threshold and ranked.name.lower() not in NOT_ACCOUNTS:
-            reasons.append(
-                f"{label} {ranked.name} has {ranked.count} queued (flood threshold {config.flood_threshold})"
-            )
+            reasons.append(text.format(name=ranked.name, count=ranked.count, threshold=config.flood_threshold))
     recent = [c.queue_size for c in checks if c.monitor_round == monitor_round and c.queue_size >= 0]
     recent = recent[-(TREND_CHECKS - 1) :] + [health.queue_size]
     if len(recent) == TREND_CHECKS and all(b > a for a, b in zip(recent, recent[1:], strict=False)):
-        reasons.append(f"queue growing: {' → '.join(map(str, recent))}")
+        reasons.append(_("queue growing: {sizes}").format(sizes=" → ".join(map(str, recent))))
     return not reasons, reasons
 
 
@@ -59,8 +62,8 @@ def restart_helps(*, postfix_running: bool, queue_size: int, flood: Ranked | Non
 def describe(normal: bool, reasons: Sequence[str], queue_size: int) -> str:
     """Return the one-line log of a check."""
     if normal:
-        return f":white_check_mark: check: normal (queue {queue_size})"
-    return f":warning: check: not normal: {'; '.join(reasons)}"
+        return _(":white_check_mark: check: normal (queue {size})").format(size=queue_size)
+    return _(":warning: check: not normal: {reasons}").format(reasons="; ".join(reasons))
 
 
 def verdict_of(normal: bool, reasons: Sequence[str]) -> tuple[bool, tuple[str, ...]]:
@@ -71,9 +74,13 @@ def verdict_of(normal: bool, reasons: Sequence[str]) -> tuple[bool, tuple[str, .
 def trend(sizes: Sequence[int], last: int = 5) -> str:
     """Return the queue over the last checks and which way it goes, e.g. "queue 1,250 → 980 → 610, draining"."""
     shown = " → ".join(f"{size:,}" for size in sizes[-last:])
-    if len(sizes) < 2 or sizes[-1] == sizes[-2]:
-        return f"queue {shown}" + (", steady" if len(sizes) >= 2 else "")
-    return f"queue {shown}, {'draining' if sizes[-1] < sizes[-2] else 'growing'}"
+    if len(sizes) < 2:
+        return _("queue {sizes}").format(sizes=shown)
+    if sizes[-1] == sizes[-2]:
+        return _("queue {sizes}, steady").format(sizes=shown)
+    if sizes[-1] < sizes[-2]:
+        return _("queue {sizes}, draining").format(sizes=shown)
+    return _("queue {sizes}, growing").format(sizes=shown)
 
 
 def sparkline(values: Sequence[int]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.core.steps import archive_of
 from bot.core.table import ESCALATIONS
+from bot.i18n import _
 from storage.models import AuditEvent, Incident
 
 
@@ -71,28 +72,36 @@ def report_json(incident: Incident, audit: Sequence[AuditEvent]) -> dict[str, An
 
 
 def report_markdown(incident: Incident, audit: Sequence[AuditEvent]) -> str:
-    """Return the report as a post-incident note in Markdown."""
+    """Return the report as a post-incident note in Markdown (in the current language; the timeline's
+    "what" and the escalations are the audit trail's own values, as in the JSON)."""
     data = report_json(incident, audit)
     head, counts = data["incident"], data["counts"]
+    title = _("Incident #{id} on {server}: {state}").format(id=head["id"], server=head["server"], state=head["state"])
+    account = _("Account: {account} (SASL login {login})").format(
+        account=head["account"] or _("none identified"), login=head["sasl_login"] or "-"
+    )
+    held = _("Messages held {held}, released {released}, deleted {deleted}").format(**counts)
     lines = [
-        f"# Incident #{head['id']} on {head['server']}: {head['state']}",
+        f"# {title}",
         "",
-        f"- Account: {head['account'] or 'none identified'} (SASL login {head['sasl_login'] or '-'})",
-        f"- Opened by {head['opened_by']} at {head['opened_at']}",
-        f"- Time to containment: {_duration(head['seconds_to_containment'])}",
-        f"- Time to resolution: {_duration(head['seconds_to_resolution'])}",
-        f"- Messages held {counts['held']}, released {counts['released']}, deleted {counts['deleted']}",
-        f"- Escalations: {', '.join(data['escalations']) or 'none'}",
+        f"- {account}",
+        "- " + _("Opened by {who} at {at}").format(who=head["opened_by"], at=head["opened_at"]),
+        "- " + _("Time to containment: {duration}").format(duration=_duration(head["seconds_to_containment"])),
+        "- " + _("Time to resolution: {duration}").format(duration=_duration(head["seconds_to_resolution"])),
+        f"- {held}",
+        "- " + _("Escalations: {escalations}").format(escalations=", ".join(data["escalations"]) or _("none")),
     ]
     if head["inbox_archive"]:
-        lines.append(
-            f"- INBOX archived before it was emptied: {head['inbox_archive']} (`mailfix restore-inbox {head['id']}`)"
+        archived = _("INBOX archived before it was emptied: {archive} (`{command}`)").format(
+            archive=head["inbox_archive"], command=f"mailfix restore-inbox {head['id']}"
         )
+        lines.append(f"- {archived}")
     if head["failure"]:
-        lines.append(f"- Failure: {head['failure']}")
+        lines.append("- " + _("Failure: {failure}").format(failure=head["failure"]))
     if data["blocklists"]:
-        lines += ["", "## Blocklists", "", data["blocklists"]]
-    lines += ["", "## Timeline", "", "| when (UTC) | who | what | details |", "|---|---|---|---|"]
+        lines += ["", "## " + _("Blocklists"), "", data["blocklists"]]
+    columns = _("| when (UTC) | who | what | details |")
+    lines += ["", "## " + _("Timeline"), "", columns, "|---|---|---|---|"]
     for entry in data["timeline"]:
         details = ", ".join(f"{k}={v}" for k, v in entry["details"].items() if not isinstance(v, dict | list))
         lines.append(f"| {entry['at'][11:19]} | {entry['who']} | {entry['what']} | {details} |")
@@ -110,4 +119,4 @@ def _seconds(start: datetime, end: datetime | None) -> float | None:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+    return _("{minutes} min {seconds} s").format(minutes=int(seconds // 60), seconds=int(seconds % 60))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bot.core.mailserver import validate_account
 from bot.core.table import Event
 from bot.errors import InvalidAccount, MailfixError
+from bot.i18n import N_, _
 
 MAX_ID_DIGITS = 9  # incident and approval ids are ASCII digits, at most this many
 # What a button of each event must carry: an approval is answered by its id and names its account.
@@ -22,6 +23,11 @@ BOUND = {
     Event.APPROVE_REBOOT: ("approval_id",),
     Event.RENEW: ("approval_id",),
     Event.CONTAIN: ("pick",),
+}
+# What parse_id says of a value that is not a number, by what the number names.
+NOT_A_NUMBER = {
+    "incident": N_("{value} is not an incident number, like 12"),
+    "approval": N_("{value} is not an approval number, like 12"),
 }
 
 
@@ -44,7 +50,7 @@ def parse_id(text: str, what: str = "incident") -> int:
     digits = text.strip().removeprefix("#")
     if not (digits.isascii() and digits.isdigit() and 0 < len(digits) <= MAX_ID_DIGITS):
         shown = text if len(text) <= 20 else text[:20] + "…"  # never echo a huge value whole
-        raise BadRequest(f"{shown!r} is not an {what} number, like 12")
+        raise BadRequest(_(NOT_A_NUMBER.get(what, NOT_A_NUMBER["incident"])).format(value=repr(shown)))
     return int(digits)
 
 
@@ -58,10 +64,10 @@ def encode(
 def decode(value: object, event: Event) -> Request:
     """Return the Request a button value carries; raise BadRequest for anything `encode` did not write."""
     if not isinstance(value, str) or len(value) > 400:
-        raise BadRequest("this button's value is not one mailfix wrote")
+        raise BadRequest(_("this button's value is not one mailfix wrote"))
     parts = value.split(":")
     if len(parts) > 4:
-        raise BadRequest("this button's value is not one mailfix wrote")
+        raise BadRequest(_("this button's value is not one mailfix wrote"))
     number, approval, account, pick = (*parts, "", "", "")[:4]
     try:
         request = Request(
@@ -74,5 +80,5 @@ def decode(value: object, event: Event) -> Request:
     except InvalidAccount as exc:
         raise BadRequest(str(exc)) from None
     if any(getattr(request, field) is None for field in BOUND.get(event, ())):
-        raise BadRequest("this button's value is not one mailfix wrote")
+        raise BadRequest(_("this button's value is not one mailfix wrote"))
     return request

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from bot.core.table import AUTO_RETRY_BACKOFF, Event, auto_retry_after
 from bot.errors import MailfixError
+from bot.i18n import _
 from storage.models import AuditEvent
 
 _TRANSITIONS = frozenset(Event)
@@ -30,10 +31,14 @@ class Plan:
         if self.pause is None:
             if self.attempt == 1:
                 return ""  # a fault that needs a person: the failure says it all
-            return f"gave up retrying automatically after {self.attempt} attempts: retry it when the server answers"
+            return _(
+                "gave up retrying automatically after {attempts} attempts: retry it when the server answers"
+            ).format(attempts=self.attempt)
         seconds = round(self.pause.total_seconds())
         when = f"{now + self.pause:%H:%M:%S} UTC"
-        return f"retrying automatically (attempt {self.attempt + 1} of {ATTEMPTS}) in {seconds} s, at {when}"
+        return _("retrying automatically (attempt {attempt} of {attempts}) in {seconds} s, at {when}").format(
+            attempt=self.attempt + 1, attempts=ATTEMPTS, seconds=seconds, when=when
+        )
 
     def details(self) -> dict[str, int]:
         """Return what the failure's audit event records, so any scheduler can tell when the retry is due."""

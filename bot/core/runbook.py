@@ -49,6 +49,7 @@ from bot.errors import (
     NotAuthorized,
     ServerBusy,
 )
+from bot.i18n import _
 from storage.models import Incident
 from storage.repository import DuplicateOpen, Repository, StaleVersion
 
@@ -122,7 +123,7 @@ class Runbook:
             return {"pick": offered_account(incident, request, mail_domain=domain, protected=protected)}
         last_check_normal = bool(incident.checks and incident.checks[-1].normal)
         if request.event == Event.RESOLVE_NOW and incident.state == State.MONITORING and not last_check_normal:
-            raise InvalidTransition("resolve now", "the last check was not normal")
+            raise InvalidTransition("resolve now", _("the last check was not normal"))
         return {}
 
     def approve(self, incident_id: int, *, actor: str, account: str | None = None) -> Incident:
@@ -161,7 +162,7 @@ class Runbook:
         people = self.config.operators | self.config.directors
         may = actor == delivered.get("to") if delivered.get("via") == "dm" else actor in people
         if not may:
-            raise NotAuthorized(actor, "confirm the password", "only the person who received it may confirm it")
+            raise NotAuthorized(actor, "confirm the password", _("only the person who received it may confirm it"))
         return self.withdraw_password(incident, actor, "password_confirmed")
 
     def withdraw_password(self, incident: Incident, actor: str, action: str) -> bool:
@@ -180,11 +181,11 @@ class Runbook:
         authorize(self.config, actor, Guard.DIRECTOR, None, Event.APPROVE)
         archived = steps.archive_of(incident)
         if State(incident.state) not in TERMINAL or archived is None:
-            raise InvalidTransition("restore the inbox", "a closed incident whose cleanup archived an INBOX")
+            raise InvalidTransition(_("restore the inbox"), _("a closed incident whose cleanup archived an INBOX"))
         path, account = archived
         for event in self.repo.audit_events(incident_id=incident.id):
             if event.action == "inbox_restored" and event.details.get("archive") == path:  # a double click
-                raise AlreadyDone("restored", event.actor, event.at)
+                raise AlreadyDone(_("restored"), event.actor, event.at)
         with self.servers.lock(incident.server):
             restored = self.server(incident.server).restore_inbox(account, path)
         self.repo.audit(
@@ -195,14 +196,15 @@ class Runbook:
             archive=path,
             restored=restored,
         )
-        self.log_step(incident, f":inbox_tray: Restored {restored} messages into the INBOX of {account.login}")
+        text = _(":inbox_tray: Restored {count} messages into the INBOX of {login}")
+        self.log_step(incident, text.format(count=restored, login=account.login))
         return restored
 
     def may_read(self, actor: str) -> None:
         """Raise NotAuthorized unless `actor` may read incidents (addresses, subjects, failures)."""
         config = self.config
         if actor != SYSTEM and actor not in config.operators | config.directors | config.readers:
-            raise NotAuthorized(actor, "read incidents", "only operators, directors and readers may see incidents")
+            raise NotAuthorized(actor, "read incidents", _("only operators, directors and readers may see incidents"))
 
     # -- the engine -----------------------------------------------------------------------
 
@@ -223,7 +225,7 @@ class Runbook:
         incident = self.get(incident_id)
         failed_step = data.pop("failed_step", None)
         if data.pop("at_version", incident.version) != incident.version:  # decided on an older snapshot
-            raise InvalidTransition(event, "the incident changed meanwhile")
+            raise InvalidTransition(event, _("the incident changed meanwhile"))
         if asked is not None:
             # Checked on this very snapshot: the transition below commits only at its version, so nobody's
             # "not this account" can slip in between the check and the change.
@@ -234,7 +236,8 @@ class Runbook:
             raise self._already_done(incident, event) or InvalidTransition(event, incident.state) from None
         authorize(self.config, actor, guard_for(incident, event, rule), incident, event)
         if event == Event.APPROVE and not self.vault.ready:
-            raise NotAuthorized(actor, "approve", "MAILFIX_SECRET_KEY is not set: the new password could not be kept")
+            reason = _("MAILFIX_SECRET_KEY is not set: the new password could not be kept")
+            raise NotAuthorized(actor, "approve", reason)
         target = rule.next or State(incident.failed_state or State.FAILED)
         changes, decide, ask = effects(
             config=self.config, incident=incident, event=event, target=target, actor=actor, data=data, now=self.now()
@@ -256,13 +259,17 @@ class Runbook:
             # Prefer "approved by the director who won" over whoever changed the incident last.
             done = self._already_done(self.get(incident_id), event)
             last = stale.last
-            raise done or AlreadyDone(
-                PAST_TENSE.get(event, f"{event} done"), last.actor if last else None, last.at if last else None
-            ) from None
+            what = _(PAST_TENSE[event]) if event in PAST_TENSE else _("{event} done").format(event=event)
+            raise done or AlreadyDone(what, last.actor if last else None, last.at if last else None) from None
         self.tell(incident)
         if ask is not None:  # the directors hear of it now, where Slack notifies them, not at the reminder
-            what = f"{ask.subject}{deletes(incident) if ask.what == 'cleanup' else ''} (until {stamp(ask.expires_at)})"
-            self.log_step(incident, f":raised_hand: {self.directors_mention()} please decide on {what}")
+            text = _(":raised_hand: {directors} please decide on {subject}{deletes} (until {until})").format(
+                directors=self.directors_mention(),
+                subject=ask.subject,
+                deletes=deletes(incident) if ask.what == "cleanup" else "",
+                until=stamp(ask.expires_at),
+            )
+            self.log_step(incident, text)
         if target in TERMINAL:  # a password never outlives its incident, delivered or not
             self.withdraw_password(incident, actor, "password_erased_incident_closed")
         return self.run_steps(incident.id) if run else incident
@@ -295,10 +302,9 @@ class Runbook:
         """End the attempt as failed and the incident in FAILED in one transaction, then tell people."""
         reason = f"{step.name}: {exc}"
         if step is steps.REBOOT:
-            reason = (
-                f"needs a human: {incident.server} did not come back after the reboot ({exc}); "
-                "tried: Postfix restart, reboot"
-            )
+            reason = _(
+                "needs a human: {server} did not come back after the reboot ({error}); tried: Postfix restart, reboot"
+            ).format(server=incident.server, error=exc)
         if isinstance(exc, ExecutorError):  # the connection may be half dead: the retry opens a new one
             self.servers.forget(incident.server)
         failed = (run_id, {"error": str(exc)})
@@ -313,14 +319,16 @@ class Runbook:
         if step is steps.REBOOT:
             self.log_step(incident, f":sos: {self.directors_mention()} {reason}")
         else:
-            self.log_step(incident, f":x: {step.name} failed: {exc}{said}")
+            self.log_step(
+                incident, _(":x: {step} failed: {error}{retrying}").format(step=step.name, error=exc, retrying=said)
+            )
 
     def _already_done(self, incident: Incident, event: Event) -> AlreadyDone | None:
         if event not in PAST_TENSE:
             return None
         for audit in reversed(self.repo.audit_events(incident_id=incident.id)):
             if audit.action == event:
-                return AlreadyDone(PAST_TENSE[event], audit.actor, audit.at)
+                return AlreadyDone(_(PAST_TENSE[event]), audit.actor, audit.at)
         return None
 
     @contextmanager

@@ -54,7 +54,9 @@ class StepRunner:
             last = runs[-1] if runs else None
             if last is not None and last.status == steps.StepStatus.STARTED:
                 # Started by a worker that may still run it: taken over only once its lease ran out.
-                if not self.repo.claim_step(step_id=last.id, owner=self.owner, lease=LEASE, at_version=incident.version):
+                if not self.repo.claim_step(
+                    step_id=last.id, owner=self.owner, lease=LEASE, at_version=incident.version
+                ):
                     return False
                 run_id = last.id
             else:

@@ -21,6 +21,7 @@ from bot.core.mailserver import Account, Diagnosis, MailServer, Selection, valid
 from bot.core.notifier import MessageRef, Notifier
 from bot.core.progress import Reporter
 from bot.core.vault import Vault, generate_password
+from bot.i18n import N_, _
 from storage.models import Incident, StepRun
 
 
@@ -101,7 +102,7 @@ class Step:
 
 def _diagnose(ctx: StepContext) -> StepOutcome:
     incident = ctx.incident
-    with ctx.progress("reading the queue") as progress:
+    with ctx.progress(_("reading the queue")) as progress:
         diagnosis = ctx.server.diagnose(
             flood_threshold=ctx.config.flood_threshold, exclude=frozenset(incident.rejected_accounts), progress=progress
         )
@@ -112,9 +113,12 @@ def _diagnose(ctx: StepContext) -> StepOutcome:
         account = diagnosis.suspect.account
     else:
         ctx.save(diagnosis=summary, suspect_address=None, suspect_login=None)
-        return StepOutcome(summary, f"No flood: queue {diagnosis.snapshot.total}, nothing over the threshold")
+        text = _("No flood: queue {total}, nothing over the threshold").format(total=diagnosis.snapshot.total)
+        return StepOutcome(summary, text)
     ctx.save(diagnosis=summary, suspect_address=account.address, suspect_login=account.login, picked_account=None)
-    text = f"Suspect {account.address} (login {account.login}); queue {diagnosis.snapshot.total}"
+    text = _("Suspect {address} (login {login}); queue {total}").format(
+        address=account.address, login=account.login, total=diagnosis.snapshot.total
+    )
     return StepOutcome(summary, text)
 
 
@@ -138,9 +142,10 @@ def _selection(ctx: StepContext, kind: str) -> Selection:
 
 def _hold(kind: str) -> Step:
     def run(ctx: StepContext) -> StepOutcome:
-        with ctx.progress(f"holding ({kind} {_target(ctx, kind)})") as progress:
+        with ctx.progress(_("holding ({which})").format(which=_which(ctx, kind))) as progress:
             held = ctx.server.hold(_selection(ctx, kind), progress=progress)
-        return StepOutcome({"held": held}, f"Held {held} queued messages ({kind} {_target(ctx, kind)})")
+        text = _("Held {count} queued messages ({which})").format(count=held, which=_which(ctx, kind))
+        return StepOutcome({"held": held}, text)
 
     def verify(ctx: StepContext) -> bool:
         return ctx.server.count(_selection(ctx, kind), queues=_NOT_HELD) == 0
@@ -164,15 +169,16 @@ def _delete(kind: str) -> Step:
         cut_short = max(first - queued, 0)  # what earlier attempts deleted before they were cut
         if ctx.recheck and queued == 0:  # the cut attempt had deleted everything: nothing to run again
             summary = {"deleted": cut_short, "left": 0, "verified": "already applied; not run again"}
-            return StepOutcome(summary, f"Deleted {cut_short} queued messages ({kind} {_target(ctx, kind)}), verified")
-        with ctx.progress(f"deleting ({kind} {_target(ctx, kind)})", total=queued) as progress:
+            text = _("Deleted {count} queued messages ({which}), verified")
+            return StepOutcome(summary, text.format(count=cut_short, which=_which(ctx, kind)))
+        with ctx.progress(_("deleting ({which})").format(which=_which(ctx, kind)), total=queued) as progress:
             deleted = cut_short + ctx.server.delete(selection, progress=progress)
         summary = {"deleted": deleted, "left": ctx.server.count(selection)}
-        text = f"Deleted {deleted} queued messages ({kind} {_target(ctx, kind)})"
-        if ctx.recheck:
+        text = _("Deleted {count} queued messages ({which})")
+        if ctx.recheck:  # the summary is the step's record (the report's JSON): it stays in English
             summary["completed"] = f"re-checked: {queued} left of {first}, {cut_short} deleted by the cut attempt"
-            text += f", {cut_short} of them before the connection was cut"
-        return StepOutcome(summary, text)
+            text = _("Deleted {count} queued messages ({which}), {cut} of them before the connection was cut")
+        return StepOutcome(summary, text.format(count=deleted, which=_which(ctx, kind), cut=cut_short))
 
     return Step(name, run)
 
@@ -187,13 +193,23 @@ _NOT_HELD = frozenset({"active", "deferred", "incoming", "maildrop"})
 _HELD = frozenset({"hold"})
 
 
+# Which queued messages a hold or delete of each kind selects, as its texts say it: "(from user@domain)".
+WHICH = {"from": N_("from {target}"), "login": N_("login {target}"), "to": N_("to {target}")}
+
+
 def _target(ctx: StepContext, kind: str) -> str:
     return ctx.account.login if kind == "login" else ctx.account.address
 
 
+def _which(ctx: StepContext, kind: str) -> str:
+    """Return e.g. "from user@domain" (the messages of `kind`), in the current language."""
+    return _(WHICH[kind]).format(target=_target(ctx, kind))
+
+
 def _release(ctx: StepContext) -> StepOutcome:
     released = sum(ctx.server.release(_selection(ctx, kind)) for kind in ("from", "login"))
-    return StepOutcome({"released": released}, f"Released {released} held messages of {ctx.account.address}")
+    text = _("Released {count} held messages of {address}").format(count=released, address=ctx.account.address)
+    return StepOutcome({"released": released}, text)
 
 
 def _released(ctx: StepContext) -> bool:
@@ -203,24 +219,30 @@ def _released(ctx: StepContext) -> bool:
 def _block(ctx: StepContext) -> StepOutcome:
     # Where the block takes effect (which smtpd services consult the map): people must know at once.
     where = ctx.server.block_login(ctx.account)
-    return StepOutcome({"where": where}, f"Blocked SMTP login {ctx.account.login}" + (f": {where}" if where else ""))
+    if where:
+        text = _("Blocked SMTP login {login}: {where}").format(login=ctx.account.login, where=where)
+    else:
+        text = _("Blocked SMTP login {login}").format(login=ctx.account.login)
+    return StepOutcome({"where": where}, text)
 
 
 def _unblock(ctx: StepContext) -> StepOutcome:
     ctx.server.unblock_login(ctx.account)
-    return StepOutcome({}, f"Unblocked SMTP login {ctx.account.login}")
+    return StepOutcome({}, _("Unblocked SMTP login {login}").format(login=ctx.account.login))
 
 
 def _kick(ctx: StepContext) -> StepOutcome:
     kicked = ctx.server.kick_sessions(ctx.account)
-    return StepOutcome({"kicked": kicked}, f"Closed {kicked} open IMAP/POP sessions of {ctx.account.login}")
+    text = _("Closed {count} open IMAP/POP sessions of {login}").format(count=kicked, login=ctx.account.login)
+    return StepOutcome({"kicked": kicked}, text)
 
 
 def _record_containment(ctx: StepContext) -> StepOutcome:
     if ctx.incident.contained_at is None:
         ctx.save(contained_at=ctx.now())
     seconds = ((ctx.incident.contained_at or ctx.now()) - ctx.incident.opened_at).total_seconds()
-    return StepOutcome({"seconds_to_containment": round(seconds, 1)}, f"Flood contained {seconds:.0f}s after opening")
+    text = _("Flood contained {seconds}s after opening").format(seconds=f"{seconds:.0f}")
+    return StepOutcome({"seconds_to_containment": round(seconds, 1)}, text)
 
 
 def _change_password(ctx: StepContext) -> StepOutcome:
@@ -235,19 +257,21 @@ def _change_password(ctx: StepContext) -> StepOutcome:
     assert ciphertext is not None  # saved just above
     ctx.server.change_password(ctx.account, ctx.vault.decrypt(ciphertext))
     backend = ctx.server_config.password_backend
-    return StepOutcome({"backend": backend}, f"Changed the password of {ctx.account.login} ({backend})")
+    text = _("Changed the password of {login} ({backend})").format(login=ctx.account.login, backend=backend)
+    return StepOutcome({"backend": backend}, text)
 
 
 def _purge(ctx: StepContext) -> StepOutcome:
     result = ctx.server.purge_inbox(ctx.account, label=f"incident-{ctx.incident.id}")
     summary = {"before": result.before, "after": result.after, "archived_to": result.archived_to}
     summary |= {"address": ctx.account.address, "login": ctx.account.login}  # whose INBOX the archive holds
-    return StepOutcome(summary, f"Emptied INBOX of {ctx.account.login}: {result.before} → {result.after} messages")
+    text = _("Emptied INBOX of {login}: {before} → {after} messages")
+    return StepOutcome(summary, text.format(login=ctx.account.login, before=result.before, after=result.after))
 
 
 def _notify(ctx: StepContext) -> StepOutcome:
     if ctx.incident.password_ciphertext is None:
-        return StepOutcome({"via": "none"}, "The new password was already delivered and erased")
+        return StepOutcome({"via": "none"}, _("The new password was already delivered and erased"))
     delivery = ctx.notifier.deliver_password(
         ctx.incident, ctx.account, ctx.vault.decrypt(ctx.incident.password_ciphertext)
     )
@@ -256,24 +280,25 @@ def _notify(ctx: StepContext) -> StepOutcome:
     summary = {"via": delivery.via, "confirmed": delivery.confirmed, "note": delivery.note, "to": delivery.to}
     if delivery.ref is not None:
         summary |= {"message_channel": delivery.ref.channel, "message_ts": delivery.ref.ts}
-    return StepOutcome(summary, f"Told {ctx.account.address} ({delivery.via}). {delivery.note}".strip())
+    text = _("Told {address} ({via}). {note}").format(address=ctx.account.address, via=delivery.via, note=delivery.note)
+    return StepOutcome(summary, text.strip())
 
 
 def _restart(ctx: StepContext) -> StepOutcome:
     ctx.server.restart()
-    return StepOutcome({}, "Restarted Postfix")
+    return StepOutcome({}, _("Restarted Postfix"))
 
 
 def _flush(ctx: StepContext) -> StepOutcome:
     ctx.server.flush_queue()
-    return StepOutcome({}, "Flushed the queue: deferred mail is being retried now")
+    return StepOutcome({}, _("Flushed the queue: deferred mail is being retried now"))
 
 
 def _reboot(ctx: StepContext) -> StepOutcome:
     # Saved before the command goes out, so that a crash can be told apart from a reboot.
     ctx.save(boot_id_before_reboot=ctx.server.boot_id())
     ctx.server.reboot(deadline_seconds=ctx.server_config.reboot_deadline_seconds)
-    return StepOutcome({}, "Rebooted; SSH and Postfix answer again")
+    return StepOutcome({}, _("Rebooted; SSH and Postfix answer again"))
 
 
 def _rebooted(ctx: StepContext) -> bool:

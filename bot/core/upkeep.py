@@ -17,9 +17,27 @@ from bot.core.runbook import SYSTEM, Runbook
 from bot.core.steps import StepName, StepStatus
 from bot.core.table import APPROVAL_FOR, MONITOR_ROUNDS, STAGES, WORKING, Event, State
 from bot.errors import AlreadyDone, InvalidTransition, MailfixError
+from bot.i18n import N_, _
 from storage.models import Approval, Incident
 
 log = logging.getLogger(__name__)
+# What the thread says when an approval request (by what it asks: APPROVAL_FOR's values) expires unanswered,
+# and what it names a request without a subject: marked here, translated where shown.
+EXPIRED = {
+    "cleanup": N_(":hourglass: The cleanup approval expired unanswered: an operator can ask again (renew)."),
+    "reboot": N_(":hourglass: The reboot approval expired unanswered: an operator can ask again (renew)."),
+}
+UNNAMED = {"cleanup": N_("the cleanup"), "reboot": N_("the reboot")}
+
+
+def _expired(what: str) -> str:
+    if what in EXPIRED:
+        return _(EXPIRED[what])
+    return _(":hourglass: The {what} approval expired unanswered: an operator can ask again (renew).").format(what=what)
+
+
+def _unnamed(what: str) -> str:
+    return _(UNNAMED[what]) if what in UNNAMED else _("the {what}").format(what=what)
 
 
 class Upkeep:
@@ -68,12 +86,16 @@ class Upkeep:
         ):
             # A command is suggested only for a name that is a valid account: the name is queue data.
             contain = flood_account(rb.get(incident_id))
-            hint = f" Contain it too (`mailfix contain {incident.id} {contain}`)." if contain else ""
-            rb.log_step(
-                incident,
-                f":rotating_light: New flood from another account: {new_flood.name} has {new_flood.count} "
-                f"queued messages.{hint}",
-            )
+            if contain:
+                text = _(
+                    ":rotating_light: New flood from another account: {name} has {count} queued messages. "
+                    "Contain it too (`{command}`)."
+                ).format(command=f"mailfix contain {incident.id} {contain}", name=new_flood.name, count=new_flood.count)
+            else:
+                text = _(":rotating_light: New flood from another account: {name} has {count} queued messages.").format(
+                    name=new_flood.name, count=new_flood.count
+                )
+            rb.log_step(incident, text)
         incident = rb.get(incident_id)
         rb.tell(incident)
         if incident.monitor_deadline is not None and rb.now() >= incident.monitor_deadline:
@@ -83,17 +105,21 @@ class Upkeep:
             helps = monitoring.restart_helps(postfix_running=running, queue_size=size, flood=new_flood, config=config)
             if new_flood is not None and not (normal or helps):
                 # Another account's flood: a restart or reboot would not stop it. Watch again, offer to contain it.
-                event, reason = Event.OTHER_FLOOD, f"not normal only because {new_flood.name} floods"
+                event = Event.OTHER_FLOOD
+                reason = _("not normal only because {name} floods").format(name=new_flood.name)
                 rb.log_step(
                     incident,
                     # Each round asks the directors again: it is theirs to contain, and nothing else ends it.
-                    f"{rb.directors_mention()} :no_entry_sign: No Postfix restart: mail is not normal only because "
-                    f"{new_flood.name} floods "
-                    f"({new_flood.count} queued), which a restart or a reboot would not stop. Contain it too; "
-                    "mailfix keeps watching.",
+                    _(
+                        "{directors} :no_entry_sign: No Postfix restart: mail is not normal only because {name} floods "
+                        "({count} queued), which a restart or a reboot would not stop. Contain it too; "
+                        "mailfix keeps watching."
+                    ).format(directors=rb.directors_mention(), name=new_flood.name, count=new_flood.count),
                 )
             if event == Event.NOT_NORMAL_AFTER_REBOOT:
-                reason = f"needs a human: mail is still not normal after a Postfix restart and a reboot ({reason})"
+                reason = _(
+                    "needs a human: mail is still not normal after a Postfix restart and a reboot ({reasons})"
+                ).format(reasons=reason)
                 rb.log_step(incident, f":sos: {rb.directors_mention()} {reason}")
             try:
                 return rb.fire(incident.id, event, actor=SYSTEM, reason=reason)
@@ -152,15 +178,19 @@ class Upkeep:
         if now >= pending.expires_at:
             if rb.repo.expire_approval(approval_id=pending.id, now=now):
                 rb.tell(rb.get(incident.id))
-                rb.log_step(
-                    incident,
-                    f":hourglass: The {pending.what} approval expired unanswered: an operator can ask again (renew).",
-                )
+                rb.log_step(incident, _expired(pending.what))
         elif self._halfway(pending, now) and rb.repo.mark_reminded(approval_id=pending.id, now=now):
             rb.log_step(
                 incident,
-                f":bell: {directors} Reminder: incident #{incident.id} waits for a director to decide on "
-                f"{pending.subject or f'the {pending.what}'} (expires {stamp(pending.expires_at)}).",
+                _(
+                    ":bell: {directors} Reminder: incident #{id} waits for a director to decide on {subject} "
+                    "(expires {expires})."
+                ).format(
+                    directors=directors,
+                    id=incident.id,
+                    subject=pending.subject or _unnamed(pending.what),
+                    expires=stamp(pending.expires_at),
+                ),
             )
 
     @staticmethod

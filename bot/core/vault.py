@@ -9,6 +9,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from bot.core.mailserver import Password
 from bot.errors import SecretUnavailable
+from bot.i18n import _
 
 PASSWORD_LENGTH = 24
 # No look-alikes (0/O, 1/l/I), no whitespace or ':' (chpasswd's separator), nothing a shell quotes.
@@ -20,7 +21,7 @@ def generate_password(length: int = PASSWORD_LENGTH) -> Password:
     if length < 20:
         raise ValueError("a password needs at least 20 characters")
     while True:
-        value = "".join(secrets.choice(ALPHABET) for _ in range(length))
+        value = "".join(secrets.choice(ALPHABET) for _unused in range(length))
         if any(c.isdigit() for c in value) and any(c.isalpha() for c in value) and any(not c.isalnum() for c in value):
             return Password(value)
 
@@ -35,12 +36,14 @@ class Vault:
         self._fernet: Fernet | None = None
         self.problem: str | None = None  # why no password can be kept, in one line
         if not secret_key:
-            self.problem = f"MAILFIX_SECRET_KEY is not set: make one with {MAKE_KEY}"
+            self.problem = _("MAILFIX_SECRET_KEY is not set: make one with {command}").format(command=MAKE_KEY)
             return
         try:
             self._fernet = Fernet(secret_key.encode())
         except ValueError:  # never quote the value: it is a secret, even when malformed
-            self.problem = f"MAILFIX_SECRET_KEY is not a Fernet key (32 random bytes, base64): make one with {MAKE_KEY}"
+            self.problem = _(
+                "MAILFIX_SECRET_KEY is not a Fernet key (32 random bytes, base64): make one with {command}"
+            ).format(command=MAKE_KEY)
 
     @property
     def ready(self) -> bool:
@@ -53,11 +56,11 @@ class Vault:
         try:
             return Password(self._require().decrypt(token).decode())
         except InvalidToken:
-            raise SecretUnavailable("the stored password cannot be decrypted: MAILFIX_SECRET_KEY changed") from None
+            raise SecretUnavailable(_("the stored password cannot be decrypted: MAILFIX_SECRET_KEY changed")) from None
 
     def _require(self) -> Fernet:
         if self._fernet is None:
-            raise SecretUnavailable(self.problem or "MAILFIX_SECRET_KEY is missing")
+            raise SecretUnavailable(self.problem or _("MAILFIX_SECRET_KEY is missing"))
         return self._fernet
 
     def __repr__(self) -> str:

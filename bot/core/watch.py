@@ -23,6 +23,7 @@ from bot.core.pool import ServerPool
 from bot.core.runbook import utcnow
 from bot.core.scheduler import Periodic
 from bot.errors import ExecutorError
+from bot.i18n import _
 from storage.models import FloodAlert, Incident
 from storage.repository import DuplicateAlert, Repository
 
@@ -239,21 +240,32 @@ class Watcher:
 
 def alert_text(alert: FloodAlert) -> str:
     """Return a one-line plain-text summary of the alert (terminal, Slack's fallback text)."""
-    d = alert.details
+    d, server = alert.details, alert.server
     if alert.kind == UNREACHABLE:
         if alert.closed_at is not None:
-            return f"{alert.server} is reachable again (unreachable since {alert.opened_at:%H:%M} UTC)"
-        return f"{alert.server} cannot be reached: {d.get('error', 'unknown error')}"
-    login = f" (login {d['login']})" if d.get("login") and d.get("login") != alert.account else ""
-    who = f"{alert.account}{login}"
+            since = f"{alert.opened_at:%H:%M} UTC"
+            return _("{server} is reachable again (unreachable since {since})").format(server=server, since=since)
+        error = d["error"] if "error" in d else _("unknown error")
+        return _("{server} cannot be reached: {error}").format(server=server, error=error)
+    who = alert.account
+    if d.get("login") and d.get("login") != alert.account:
+        who = _("{account} (login {login})").format(account=alert.account, login=d["login"])
     if alert.closed_at is not None:
-        how = f"handled by incident #{d['incident_id']}" if d.get("incident_id") else "ended on its own"
-        return f"Flood from {who} on {alert.server} is over ({how})"
+        if d.get("incident_id"):
+            how = _("handled by incident #{id}").format(id=d["incident_id"])
+        else:
+            how = _("ended on its own")
+        return _("Flood from {who} on {server} is over ({how})").format(who=who, server=server, how=how)
     if d.get("incident_id"):
-        return f"Flood from {who} on {alert.server}: incident #{d['incident_id']} is open"
-    return (
-        f"Flood on {alert.server}: {who} has {d.get('count', '?')} queued messages "
-        f"(queue {d.get('queue_total', '?')}, threshold {d.get('threshold', '?')})"
+        return _("Flood from {who} on {server}: incident #{id} is open").format(
+            who=who, server=server, id=d["incident_id"]
+        )
+    return _("Flood on {server}: {who} has {count} queued messages (queue {total}, threshold {threshold})").format(
+        server=server,
+        who=who,
+        count=d.get("count", "?"),
+        total=d.get("queue_total", "?"),
+        threshold=d.get("threshold", "?"),
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from itertools import chain
 
 from bot.errors import CommandFailed
+from bot.i18n import _
 
 STDERR_TAIL_BYTES = 8192
 SUDO_PASSWORD_HINTS = (b"a password is required", b"a terminal is required")
@@ -36,12 +37,14 @@ def command_failed(host: str, result: CommandResult) -> CommandFailed:
     """Return the CommandFailed for `result`, explaining a sudo that wants a password."""
     tail = result.stderr_tail.encode()
     if result.exit_status == 1 and any(hint in tail for hint in SUDO_PASSWORD_HINTS):
-        return CommandFailed(host, "sudo needs NOPASSWD for mailfix's user", result)
+        return CommandFailed(host, _("sudo needs NOPASSWD for mailfix's user"), result)
     # Some commands (a shell wrapper) report on stdout: fall back to its last line.
     output = result.stderr_tail.strip() or result.stdout[-STDERR_TAIL_BYTES:].decode("utf-8", "replace").strip()
-    last = output.splitlines()[-1:] or ["no error output"]
-    name = command_name(result.argv)
-    return CommandFailed(host, f"{name} exited with status {result.exit_status}: {last[0][:200]}", result)
+    last = output.splitlines()[-1:] or [_("no error output")]
+    reason = _("{command} exited with status {status}: {output}").format(
+        command=command_name(result.argv), status=result.exit_status, output=last[0][:200]
+    )
+    return CommandFailed(host, reason, result)
 
 
 # Runs "$@" with one of its streams piped through a filter (if any) and re-blocked by dd, keeping

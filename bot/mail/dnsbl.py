@@ -19,6 +19,7 @@ import dns.nameserver
 import dns.resolver
 
 from bot.config import Config, ServerConfig
+from bot.i18n import _
 
 LISTED = ipaddress.ip_network("127.0.0.0/8")
 ERROR_CODES = ipaddress.ip_network("127.255.255.0/24")
@@ -56,7 +57,7 @@ def validate_ipv4(value: str) -> str:
     try:
         address = ipaddress.IPv4Address(value.strip())
     except ipaddress.AddressValueError:
-        raise ValueError(f"public_ip {value!r} is not an IPv4 address") from None
+        raise ValueError(_("public_ip {value} is not an IPv4 address").format(value=repr(value))) from None
     return str(address)
 
 
@@ -73,15 +74,15 @@ def parse_server(value: str) -> dns.nameserver.Do53Nameserver:
     """Return the nameserver for "host" or "host:port" ("[v6]:port" for IPv6); host must be an IP address."""
     host, port = value.strip(), 53
     if host.startswith("["):
-        host, _, rest = host[1:].partition("]")
+        host, __, rest = host[1:].partition("]")
         if rest:
             port = int(rest.removeprefix(":"))
     elif host.count(":") == 1:
-        host, _, number = host.partition(":")
+        host, __, number = host.partition(":")
         port = int(number)
     ipaddress.ip_address(host)  # dnspython wants an address; a name would need a resolver of its own
     if not 0 < port < 65536:
-        raise ValueError(f"dns_servers: bad port in {value!r}")
+        raise ValueError(_("dns_servers: bad port in {value}").format(value=repr(value)))
     return dns.nameserver.Do53Nameserver(host, port)
 
 
@@ -116,16 +117,16 @@ def _check(resolver: dns.resolver.Resolver, reversed_ip: str, zone: str, timeout
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
         return Listing(zone, listed=False)
     except dns.resolver.LifetimeTimeout:
-        return Listing(zone, listed=None, error=f"no answer within {timeout:g}s")
+        return Listing(zone, listed=None, error=_("no answer within {seconds}s").format(seconds=f"{timeout:g}"))
     except dns.resolver.NoNameservers:
-        return Listing(zone, listed=None, error="the resolvers refused or failed the query (SERVFAIL/REFUSED)")
+        return Listing(zone, listed=None, error=_("the resolvers refused or failed the query (SERVFAIL/REFUSED)"))
     except dns.exception.DNSException as exc:
         return Listing(zone, listed=None, error=f"{type(exc).__name__}: {str(exc)[:200]}")
     addresses = sorted({rdata.to_text() for rdata in answer})
     shown = ", ".join(addresses)
     listed = [a for a in addresses if _is_listing(a)]
     if not listed:
-        error = f"the zone answered {shown}, an error code, not a listing"
+        error = _("the zone answered {answer}, an error code, not a listing").format(answer=shown)
         return Listing(zone, listed=None, answer=shown, error=error)
     return Listing(zone, listed=True, answer=shown, reason=_reason(resolver, name), removal_url=url)
 
@@ -153,19 +154,26 @@ def render(ip: str, listings: Sequence[Listing]) -> str:
     listed = [x for x in listings if x.listed]
     unknown = [x for x in listings if x.unknown]
     if listed:
-        head = f":no_entry: {ip} is listed on {len(listed)} of {len(listings)} blocklists"
+        head = _(":no_entry: {ip} is listed on {listed} of {total} blocklists").format(
+            ip=ip, listed=len(listed), total=len(listings)
+        )
     else:
-        head = f":white_check_mark: {ip} is on none of the {len(listings) - len(unknown)} blocklists that answered"
+        head = _(":white_check_mark: {ip} is on none of the {answered} blocklists that answered").format(
+            ip=ip, answered=len(listings) - len(unknown)
+        )
     lines = [head]
     for x in listings:
         if x.listed:
-            why = f" — {x.reason}" if x.reason else ""
-            removal = f" — removal: {x.removal_url}" if x.removal_url else ""
-            lines.append(f"• {x.zone}: listed ({x.answer}){why}{removal}")
+            line = _("• {zone}: listed ({answer})").format(zone=x.zone, answer=x.answer)
+            if x.reason:
+                line += f" — {x.reason}"
+            if x.removal_url:
+                line += " — " + _("removal: {url}").format(url=x.removal_url)
+            lines.append(line)
         elif x.unknown:
-            lines.append(f"• {x.zone}: unknown ({x.error})")
+            lines.append(_("• {zone}: unknown ({error})").format(zone=x.zone, error=x.error))
         else:
-            lines.append(f"• {x.zone}: not listed")
+            lines.append(_("• {zone}: not listed").format(zone=x.zone))
     return "\n".join(lines)
 
 
@@ -182,5 +190,5 @@ def blocklist_report(config: Config, server_config: ServerConfig) -> str | None:
             ip, config.dnsbl_zones, servers=config.dns_servers, timeout=config.dns_timeout_seconds
         )
     except (ValueError, dns.exception.DNSException) as exc:
-        return f":warning: blocklists not checked for {server_config.name}: {exc}"
+        return _(":warning: blocklists not checked for {server}: {error}").format(server=server_config.name, error=exc)
     return render(ip, listings)

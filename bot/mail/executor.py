@@ -24,6 +24,7 @@ import paramiko
 
 from bot.config import ServerConfig
 from bot.errors import AuthFailed, CommandFailed, CommandTimeout, ExecutorError, HostKeyMismatch, HostUnreachable
+from bot.i18n import _
 from bot.mail.commands import STDERR_TAIL_BYTES, CommandResult, command_failed, command_name, inflated
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,8 @@ class _RefuseUnknownHostKey(paramiko.RejectPolicy):
     """Refuse a server whose host key is not in known_hosts, naming its fingerprint."""
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        raise HostKeyMismatch(hostname, f"host key {key.fingerprint} is not in known_hosts; refusing to connect")
+        reason = _("host key {fingerprint} is not in known_hosts; refusing to connect")
+        raise HostKeyMismatch(hostname, reason.format(fingerprint=key.fingerprint))
 
 
 class RemoteProcess:
@@ -85,7 +87,8 @@ class RemoteProcess:
     def _check_deadline(self) -> None:
         if time.monotonic() > self._deadline:
             self.close()
-            raise CommandTimeout(self.host, f"{self.name} did not finish in time; its channel was closed")
+            reason = _("{command} did not finish in time; its channel was closed").format(command=self.name)
+            raise CommandTimeout(self.host, reason)
 
     def write(self, data: bytes) -> None:
         """Send `data` to the command's stdin."""
@@ -98,9 +101,9 @@ class RemoteProcess:
                 continue
             except (OSError, paramiko.SSHException):
                 # Not closed here: the command may have exited early, and its status says why.
-                raise CommandFailed(self.host, f"{self.name} stopped reading its input") from None
+                raise CommandFailed(self.host, self._stopped_reading()) from None
             if sent == 0:
-                raise CommandFailed(self.host, f"{self.name} stopped reading its input")
+                raise CommandFailed(self.host, self._stopped_reading())
             view = view[sent:]
 
     def close_stdin(self) -> None:
@@ -108,7 +111,10 @@ class RemoteProcess:
         try:
             self._channel.shutdown_write()
         except (OSError, paramiko.SSHException, EOFError):
-            raise CommandFailed(self.host, f"{self.name} stopped reading its input") from None
+            raise CommandFailed(self.host, self._stopped_reading()) from None
+
+    def _stopped_reading(self) -> str:
+        return _("{command} stopped reading its input").format(command=self.name)
 
     def chunks(self) -> Iterator[bytes]:
         """Yield stdout as it arrives, in chunks of up to 1 MB (inflated when `gunzip` and it is gzip)."""
@@ -118,7 +124,8 @@ class RemoteProcess:
         try:
             yield from inflated(self._raw_chunks(), READ_CHUNK)
         except EOFError:
-            raise HostUnreachable(self.host, f"the compressed output of {self.name} was cut short") from None
+            reason = _("the compressed output of {command} was cut short").format(command=self.name)
+            raise HostUnreachable(self.host, reason) from None
 
     def _raw_chunks(self) -> Iterator[bytes]:
         while True:
@@ -128,7 +135,7 @@ class RemoteProcess:
                 self._check_deadline()
                 continue
             except (OSError, paramiko.SSHException):
-                self._raise_lost("while reading output")
+                self._raise_lost(_("SSH connection lost while reading output ({command})"))
             if not data:
                 return
             yield data
@@ -168,7 +175,7 @@ class RemoteProcess:
         status = self._channel.exit_status
         transport = self._channel.get_transport()
         if status == -1 and not (transport and transport.is_active()):
-            self._raise_lost("before the command finished")
+            self._raise_lost(_("SSH connection lost before the command finished ({command})"))
         result = CommandResult(
             argv=self.argv,
             exit_status=status,
@@ -186,9 +193,10 @@ class RemoteProcess:
         """Close the channel (the remote command loses its stdio)."""
         self._channel.close()
 
-    def _raise_lost(self, when: str) -> None:
+    def _raise_lost(self, reason: str) -> None:
+        """Close the channel and raise HostUnreachable with `reason`, which names the command as {command}."""
         self._channel.close()
-        raise HostUnreachable(self.host, f"SSH connection lost {when} ({self.name})")
+        raise HostUnreachable(self.host, reason.format(command=self.name))
 
 
 class SSHExecutor:
@@ -225,7 +233,8 @@ class SSHExecutor:
                 # The connection may have dropped since the last command: re-open it once.
                 self._drop()
                 if attempt == 2:
-                    raise HostUnreachable(self.host, f"could not start a command: {_short(exc)}") from None
+                    reason = _("could not start a command: {error}").format(error=_short(exc))
+                    raise HostUnreachable(self.host, reason) from None
         raise AssertionError("unreachable")
 
     def run(
@@ -253,11 +262,12 @@ class SSHExecutor:
                 writer.join(POLL_SECONDS * 4)
         # An input failure matters only when the command itself claims success.
         if errors and result.exit_status == 0:
-            raise (
-                errors[0]
-                if isinstance(errors[0], ExecutorError)
-                else HostUnreachable(self.host, f"sending input to {process.name} failed: {_short(errors[0])}")
+            if isinstance(errors[0], ExecutorError):
+                raise errors[0]
+            reason = _("sending input to {command} failed: {error}").format(
+                command=process.name, error=_short(errors[0])
             )
+            raise HostUnreachable(self.host, reason)
         if check and result.exit_status != 0:
             raise command_failed(self.host, result)
         return result
@@ -317,16 +327,19 @@ class SSHExecutor:
         try:
             client.load_host_keys(str(server.known_hosts))
         except OSError as exc:
-            raise HostKeyMismatch(self.host, f"cannot read known_hosts {server.known_hosts}: {exc.strerror}") from None
+            reason = _("cannot read known_hosts {file}: {error}").format(file=server.known_hosts, error=exc.strerror)
+            raise HostKeyMismatch(self.host, reason) from None
         client.set_missing_host_key_policy(_RefuseUnknownHostKey())
         try:
             pkey = paramiko.PKey.from_path(server.key_file)
         except OSError as exc:
-            raise AuthFailed(self.host, f"cannot read key file {server.key_file}: {exc.strerror}") from None
+            reason = _("cannot read key file {file}: {error}").format(file=server.key_file, error=exc.strerror)
+            raise AuthFailed(self.host, reason) from None
         except paramiko.PasswordRequiredException:
-            raise AuthFailed(self.host, f"key file {server.key_file} is encrypted") from None
+            raise AuthFailed(self.host, _("key file {file} is encrypted").format(file=server.key_file)) from None
         except (paramiko.SSHException, ValueError) as exc:
-            raise AuthFailed(self.host, f"unusable key file {server.key_file}: {_short(exc)}") from None
+            reason = _("unusable key file {file}: {error}").format(file=server.key_file, error=_short(exc))
+            raise AuthFailed(self.host, reason) from None
         timeout = server.connect_timeout_seconds
         try:
             client.connect(
@@ -359,7 +372,7 @@ class SSHExecutor:
 def _round_trip(transport: paramiko.Transport, tries: int = 3) -> float:
     """Return the shortest of up to `tries` SSH keepalive round trips (a busy host can delay one answer)."""
     best = float("inf")
-    for _ in range(tries):
+    for __ in range(tries):
         started = time.monotonic()
         transport.global_request("keepalive@openssh.com", wait=True)
         best = min(best, time.monotonic() - started)
@@ -374,11 +387,15 @@ def _connect_error(host: str, server: ServerConfig, exc: BaseException) -> BaseE
         return exc
     if isinstance(exc, paramiko.BadHostKeyException):
         got, known = exc.key.fingerprint, exc.expected_key.fingerprint
-        return HostKeyMismatch(host, f"host key changed: got {got}, known_hosts has {known}")
+        return HostKeyMismatch(
+            host, _("host key changed: got {got}, known_hosts has {known}").format(got=got, known=known)
+        )
     if isinstance(exc, paramiko.AuthenticationException):
-        return AuthFailed(host, f"the server refused the key for user {server.user!r}")
+        return AuthFailed(host, _("the server refused the key for user {user}").format(user=repr(server.user)))
     if isinstance(exc, OSError | EOFError | paramiko.SSHException):
-        return HostUnreachable(host, f"cannot connect to port {server.port}: {_short(exc)}")
+        return HostUnreachable(
+            host, _("cannot connect to port {port}: {error}").format(port=server.port, error=_short(exc))
+        )
     return exc
 
 

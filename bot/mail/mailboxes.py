@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from bot.config import ServerConfig
 from bot.core.mailserver import PurgeResult
 from bot.errors import CommandFailed
+from bot.i18n import _
 from bot.mail.commands import CommandResult, command_failed
 from bot.mail.executor import SSHExecutor
 from bot.mail.passwords import DOVEADM, EX_NOUSER
@@ -44,7 +45,8 @@ class Mailboxes:
         result = self._doveadm_user(["mailbox", "status", "-u", login, "messages", "INBOX"], login)
         found = re.search(r"messages=(\d+)", result.text)
         if found is None:
-            raise CommandFailed(self.executor.host, f"cannot read the INBOX size of {login!r}", result)
+            reason = _("cannot read the INBOX size of {login}").format(login=repr(login))
+            raise CommandFailed(self.executor.host, reason, result)
         return int(found[1])
 
     def purge_inbox(self, login: str, *, label: str = "") -> PurgeResult:
@@ -56,10 +58,11 @@ class Mailboxes:
 
     def restore_inbox(self, login: str, archive: str) -> int:
         """Import the messages of `archive` (one purge_inbox made) back into the INBOX; return how many came back."""
-        folder, _, name = archive.rpartition("/")
+        folder, __, name = archive.rpartition("/")
         own = name.startswith(login) and _ARCHIVE_NAME.fullmatch(name[len(login) :])
         if folder != self.server.archive_dir.rstrip("/") or not own:
-            raise CommandFailed(self.executor.host, f"not an archive mailfix made: {archive[:200]!r}")
+            reason = _("not an archive mailfix made: {archive}").format(archive=repr(archive[:200]))
+            raise CommandFailed(self.executor.host, reason)
         before = self.inbox_count(login)
         # Unpacked into a fresh Maildir owned like the user's own (doveadm import runs as the user and
         # writes its index files there), imported (doveadm assigns new UIDs), then removed.
@@ -73,7 +76,8 @@ class Mailboxes:
             raise command_failed(self.executor.host, result)
         restored = self.inbox_count(login) - before
         if restored <= 0:  # doveadm import exits 0 even when it could read nothing
-            raise CommandFailed(self.executor.host, f"doveadm import put nothing back from {archive}", result)
+            reason = _("doveadm import put nothing back from {archive}").format(archive=archive)
+            raise CommandFailed(self.executor.host, reason, result)
         return restored
 
     def exists(self, login: str) -> bool:
@@ -99,7 +103,7 @@ class Mailboxes:
     def _doveadm_user(self, args: list[str], login: str) -> CommandResult:
         result = self.executor.run([DOVEADM, *args], check=False)
         if result.exit_status == EX_NOUSER:
-            raise CommandFailed(self.executor.host, f"no mail account {login!r}", result)
+            raise CommandFailed(self.executor.host, _("no mail account {login}").format(login=repr(login)), result)
         if not result.ok:
             raise command_failed(self.executor.host, result)
         return result
@@ -113,5 +117,6 @@ class Mailboxes:
         self.executor.run(["install", "-d", "-m", "0700", self.server.archive_dir])
         tar = self.executor.run(["tar", "-czf", target, "-C", inbox, "cur", "new"], check=False)
         if not tar.ok:
-            raise CommandFailed(self.executor.host, f"could not archive the INBOX of {login!r} (Maildir expected)", tar)
+            reason = _("could not archive the INBOX of {login} (Maildir expected)").format(login=repr(login))
+            raise CommandFailed(self.executor.host, reason, tar)
         return target

@@ -15,6 +15,7 @@ import logging
 from bot.config import ServerConfig
 from bot.core.mailserver import Account, Password, validate_account
 from bot.errors import CommandFailed
+from bot.i18n import _
 from bot.mail.commands import command_failed
 from bot.mail.executor import SSHExecutor
 
@@ -37,7 +38,7 @@ def set_password(executor: SSHExecutor, server: ServerConfig, account: Account, 
     elif backend == "command":
         _set_with_command(executor, server.password_command, login, password)
     else:
-        raise CommandFailed(executor.host, f"unknown password backend {backend!r}")
+        raise CommandFailed(executor.host, _("unknown password backend {backend}").format(backend=repr(backend)))
     log.info("%s: password of %s changed with %s", executor.host, login, backend)
     flush_auth_cache(executor)
 
@@ -51,21 +52,25 @@ def flush_auth_cache(executor: SSHExecutor) -> None:
 
 def _set_with_chpasswd(executor: SSHExecutor, login: str, password: Password) -> None:
     if not executor.run(["getent", "passwd", login], check=False).ok:
-        raise CommandFailed(executor.host, f"no system account {login!r}")
+        raise CommandFailed(executor.host, _("no system account {login}").format(login=repr(login)))
     # chpasswd's error text may quote the input line; never let it reach a message.
     result = executor.run(["chpasswd"], stdin=f"{login}:{password.reveal()}\n".encode(), check=False)
     if not result.ok:
-        raise CommandFailed(executor.host, f"chpasswd failed for {login!r} (exit {result.exit_status})")
+        reason = _("chpasswd failed for {login} (exit {status})").format(login=repr(login), status=result.exit_status)
+        raise CommandFailed(executor.host, reason)
 
 
 def _set_with_command(executor: SSHExecutor, command: str, login: str, password: Password) -> None:
     if not command:
-        raise CommandFailed(executor.host, "password_backend 'command' needs password_command")
+        raise CommandFailed(executor.host, _("password_backend 'command' needs password_command"))
     result = executor.run(
         ["env", SHELL_PATH, "sh", "-c", command], stdin=f"{login} {password.reveal()}\n".encode(), check=False
     )
     if not result.ok:
-        raise CommandFailed(executor.host, f"password_command failed for {login!r} (exit {result.exit_status})")
+        reason = _("password_command failed for {login} (exit {status})").format(
+            login=repr(login), status=result.exit_status
+        )
+        raise CommandFailed(executor.host, reason)
 
 
 def hash_password(executor: SSHExecutor, password: Password) -> str:
@@ -75,7 +80,8 @@ def hash_password(executor: SSHExecutor, password: Password) -> str:
     result = executor.run([DOVEADM, "pw", "-s", HASH_SCHEME], stdin=f"{secret}\n{secret}\n".encode(), check=False)
     hashed = result.text.strip()
     if not result.ok or not hashed.startswith(f"{{{HASH_SCHEME}}}") or secret in hashed:
-        raise CommandFailed(executor.host, f"doveadm pw could not hash the password (exit {result.exit_status})")
+        reason = _("doveadm pw could not hash the password (exit {status})").format(status=result.exit_status)
+        raise CommandFailed(executor.host, reason)
     return hashed
 
 
@@ -101,5 +107,7 @@ def _set_in_passwd_file(executor: SSHExecutor, path: str, account: Account, pass
     hashed = hash_password(executor, password)
     updated, changed = replace_hash(current.text, keys, hashed)
     if not changed:
-        raise CommandFailed(executor.host, f"no entry for {account.login!r} in {path}")
+        raise CommandFailed(
+            executor.host, _("no entry for {login} in {path}").format(login=repr(account.login), path=path)
+        )
     executor.replace_file(path, updated.encode(), new_file_mode="0640")

@@ -36,6 +36,7 @@ from bot.core.mailserver import (
 )
 from bot.core.progress import Hook
 from bot.errors import CommandFailed, CommandTimeout, HostUnreachable
+from bot.i18n import _
 from bot.mail.commands import TRIM_LISTING, reblocked
 from bot.mail.executor import RemoteProcess, SSHExecutor
 from bot.mail.mailboxes import Mailboxes
@@ -151,7 +152,7 @@ class PostfixServer:
         """Return how many queued messages match `selection` (in `queues`, default all)."""
         listing, matcher = self._select(selection)
         try:
-            found = sum(1 for _ in select_ids(listing.lines(), matcher, queues=queues))
+            found = sum(1 for __ in select_ids(listing.lines(), matcher, queues=queues))
             listing.wait()  # a failed listing must not pass for an empty queue
             return found
         finally:
@@ -244,7 +245,7 @@ class PostfixServer:
         """Run the configured restart command and check that Postfix runs afterwards."""
         self._run_shell(self.server.restart_command)
         if not self.postfix_running():
-            raise CommandFailed(self.executor.host, "Postfix is not running after the restart command")
+            raise CommandFailed(self.executor.host, _("Postfix is not running after the restart command"))
 
     def reboot(self, *, deadline_seconds: float) -> None:
         """Reboot and wait until SSH and Postfix answer again, or raise HostUnreachable."""
@@ -269,7 +270,9 @@ class PostfixServer:
                 went_down = True
         raise HostUnreachable(
             self.executor.host,
-            f"SSH and Postfix did not come back within {deadline_seconds:.0f}s of the reboot",
+            _("SSH and Postfix did not come back within {seconds}s of the reboot").format(
+                seconds=f"{deadline_seconds:.0f}"
+            ),
         )
 
     def close(self) -> None:

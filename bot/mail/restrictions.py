@@ -20,6 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bot.i18n import _
 from bot.mail.commands import command_failed, reblocked
 from bot.mail.executor import SSHExecutor
 
@@ -69,29 +70,46 @@ class Blocking:
         """Return the warning a person must see ('' when every service that takes logins consults the map)."""
         target = f"check_sasl_access {self.kind}:{self.path}"
         if self.error:
-            return f"could not tell whether Postfix consults {target} ({self.error})"
+            return _("could not tell whether Postfix consults {target} ({error})").format(
+                target=target, error=self.error
+            )
         if not self.services:  # an empty or unreadable master.cf: no reason to think blocking works
-            return f"postconf -M lists no smtpd service: could not tell whether Postfix consults {target}"
+            return _("postconf -M lists no smtpd service: could not tell whether Postfix consults {target}").format(
+                target=target
+            )
         if not any(s.sasl for s in self.services):
             return ""
         if self.unprotected:
-            return (
-                f"{', '.join(self.unprotected)} accept SASL logins but do not consult {target}:"
-                " a blocked login can still send through them"
-            )
+            return _(
+                "{services} accept SASL logins but do not consult {target}: a blocked login can still send through them"
+            ).format(services=", ".join(self.unprotected), target=target)
         return ""
 
     def describe(self) -> str:
         """Return one line saying which smtpd services consult the map and which do not."""
         if self.error:
-            return f"Warning: {self.warning}"
-        consulting = ", ".join(s.name for s in self.services if s.consults) or "no smtpd service"
-        others = [f"{s.name} ({'accepts' if s.sasl else 'takes no'} SASL logins)" for s in self.services]
-        others = [text for s, text in zip(self.services, others, strict=True) if not s.consults]
-        text = f"check_sasl_access {self.kind}:{self.path} is consulted by {consulting}"
-        if others:
-            text += f"; not by {', '.join(others)}"
-        return text + (f". Warning: {self.warning}" if self.warning else "")
+            return _("Warning: {warning}").format(warning=self.warning)
+        consulting = ", ".join(s.name for s in self.services if s.consults)
+        others = ", ".join(_takes_logins(s) for s in self.services if not s.consults)
+        if consulting and others:
+            text = _("{target} is consulted by {services}; not by {others}")
+        elif consulting:
+            text = _("{target} is consulted by {services}")
+        elif others:
+            text = _("{target} is consulted by no smtpd service; not by {others}")
+        else:
+            text = _("{target} is consulted by no smtpd service")
+        text = text.format(target=f"check_sasl_access {self.kind}:{self.path}", services=consulting, others=others)
+        if self.warning:
+            text += ". " + _("Warning: {warning}").format(warning=self.warning)
+        return text
+
+
+def _takes_logins(service: Service) -> str:
+    """Return a service's name and whether it accepts SASL logins, as people read it."""
+    if service.sasl:
+        return _("{service} (accepts SASL logins)").format(service=service.name)
+    return _("{service} (takes no SASL logins)").format(service=service.name)
 
 
 def parse_settings(text: str) -> dict[str, str]:
@@ -226,5 +244,5 @@ def _expand(value: str, params: Mapping[str, str], depth: int = 0) -> str:
 
 def _kind_of(table: str, path: str) -> str:
     """Return the table type of `table` (`hash:/etc/postfix/sasl_access`, `proxy:lmdb:...`) if it is `path`."""
-    kind, _, name = table.removeprefix("proxy:").partition(":")
+    kind, __, name = table.removeprefix("proxy:").partition(":")
     return kind if name == path and kind else ""

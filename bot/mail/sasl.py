@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bot.core.mailserver import Ranked
+from bot.i18n import _
 from bot.mail.commands import command_failed, reblocked
 from bot.mail.executor import SSHExecutor
 from bot.mail.queue import account_aliases, ranked
@@ -79,7 +80,9 @@ class SaslLog:
     def warnings(self) -> tuple[str, ...]:
         """Return a note when the current log is missing (a missing rotated file is routine)."""
         if self.current and self.current in self.missing:
-            return (f"Postfix log {self.current} not found: queued mail cannot be tied to SASL logins",)
+            return (
+                _("Postfix log {path} not found: queued mail cannot be tied to SASL logins").format(path=self.current),
+            )
         return ()
 
 

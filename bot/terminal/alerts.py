@@ -8,6 +8,7 @@ from typing import TextIO
 from bot.core.notifier import MessageRef
 from bot.core.runbook import utcnow
 from bot.core.watch import FLOOD, alert_text
+from bot.i18n import _
 from bot.terminal.jsonout import alert_json
 from bot.terminal.text import paint
 from storage.models import FloodAlert
@@ -24,9 +25,11 @@ class TerminalAlerts:
         if self.as_json:
             self._json(alert, "raised")
             return None
-        hint = f" · start an incident: `mailfix start {alert.server}`" if alert.kind == FLOOD else ""
+        hint = ""
+        if alert.kind == FLOOD:
+            hint = " · " + _("start an incident: `mailfix start {server}`").format(server=alert.server)
         print(f"{alert.opened_at:%H:%M:%S} ", end="", file=self.out)
-        paint(self.out, "ALERT", "red")
+        paint(self.out, _("ALERT"), "red")
         print(f" {alert_text(alert)}{hint}", file=self.out, flush=True)
         return None
 

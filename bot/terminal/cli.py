@@ -19,6 +19,7 @@ from typing import TextIO, cast
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from bot import i18n
 from bot.config import Config, Secrets, load_config
 from bot.config_check import check_config, default_mode
 from bot.core.mailserver import validate_account
@@ -27,8 +28,9 @@ from bot.core.runbook import Runbook
 from bot.core.table import Event
 from bot.core.upkeep import Upkeep
 from bot.errors import ConfigError, ExecutorError, MailfixError, NotAuthorized
+from bot.i18n import _
 from bot.terminal import reading
-from bot.terminal.args import ERROR, OK, UNREACHABLE, build_parser
+from bot.terminal.args import ERROR, OK, UNREACHABLE, build_parser, speak_configured_language
 from bot.terminal.environment import load_environment
 from bot.terminal.notifier import TerminalNotifier
 from bot.terminal.progressbar import ProgressBar
@@ -46,6 +48,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = cast(TextIO, printable)  # queue data never reaches the terminal as escapes
     load_environment()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    speak_configured_language()  # the help is built before the config is read
     args = build_parser().parse_args(argv)
     secrets = Secrets.from_env()
     try:
@@ -53,19 +56,25 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except ConfigError as exc:
         return _fail("\n".join(exc.problems))
     except ExecutorError as exc:
-        return _fail(f"error: {exc}", UNREACHABLE if isinstance(exc, CONNECT_ERRORS) else ERROR)
+        return _fail(_error(str(exc)), UNREACHABLE if isinstance(exc, CONNECT_ERRORS) else ERROR)
     except MailfixError as exc:
-        return _fail(f"error: {exc}")
+        return _fail(_error(str(exc)))
     except OperationalError as exc:
-        return _fail(f"error: {database_problem(secrets.database_url, exc)}")
+        return _fail(_error(database_problem(secrets.database_url, exc)))
     except ArgumentError:  # its message quotes the URL, password included
-        return _fail("error: MAILFIX_DATABASE_URL is not a database URL mailfix can use (e.g. sqlite:///mailfix.db)")
+        return _fail(
+            _error(_("MAILFIX_DATABASE_URL is not a database URL mailfix can use (e.g. sqlite:///mailfix.db)"))
+        )
     except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+        return _fail(_("interrupted"), 130)
     printable.flush()
     if printable.closed:  # `| head`: what was done is recorded, the rest of the output is lost
-        return _fail("error: the output was closed before mailfix finished writing (broken pipe)")
+        return _fail(_error(_("the output was closed before mailfix finished writing (broken pipe)")))
     return code
+
+
+def _error(reason: str) -> str:
+    return _("error: {reason}").format(reason=reason)
 
 
 def _fail(line: str, code: int = ERROR) -> int:
@@ -81,7 +90,8 @@ def database_problem(url: str, exc: OperationalError) -> str:
     reason = text.splitlines()[0] if text else type(exc).__name__
     if parsed.password:
         reason = reason.replace(str(parsed.password), "***")
-    return f"the database {parsed.render_as_string(hide_password=True)} cannot be used: {reason}"
+    url_shown = parsed.render_as_string(hide_password=True)
+    return _("the database {url} cannot be used: {reason}").format(url=url_shown, reason=reason)
 
 
 def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
@@ -89,15 +99,19 @@ def _dispatch(args: argparse.Namespace, secrets: Secrets, out: TextIO) -> int:
     if command == "check-config":
         mode = args.mode or default_mode(secrets)
         config = check_config(secrets, mode)  # raises ConfigError listing every problem
-        print(f"{secrets.config_path}: ok ({len(config.servers)} servers; {mode} mode)", file=out)
+        ok = _("{path}: ok ({count} servers; {mode} mode)")
+        print(ok.format(path=secrets.config_path, count=len(config.servers), mode=mode), file=out)
         return 0
     if command == "db":
         upgrade(secrets.database_url)
-        print("database is up to date", file=out)
+        print(_("database is up to date"), file=out)
         return 0
     if hasattr(args, "frontend"):  # a verb a front-end added (`serve`, `socket`)
         return int(args.frontend(args, secrets, load_config(secrets.config_path)))
     config = load_config(secrets.config_path)
+    if getattr(args, "json", False) or getattr(args, "format", None) == "json":
+        # JSON is for scripts: it stays English, data made on other threads (a diagnosis' warnings) too.
+        i18n.use("en")
     if command == "diagnose":
         return reading.diagnose(config, args.server, out, as_json=args.json)
     if command == "dnsbl":
@@ -137,7 +151,7 @@ def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -
         return _reveal_password(runbook, args.id, actor, out)
     elif command == "restore-inbox":
         restored = runbook.restore_inbox(args.id, actor=actor)
-        print(f"#{args.id}: {restored} messages restored to the INBOX", file=out)
+        print(_("#{id}: {count} messages restored to the INBOX").format(id=args.id, count=restored), file=out)
         return 0
     else:
         incident = runbook.act(_request(args), actor=actor)
@@ -167,7 +181,8 @@ def cli_actor(config: Config) -> str:
     login = local_login()
     actor = config.cli_users.get(login)
     if actor is None:
-        raise NotAuthorized(login, "use mailfix", f"local user {login!r} is not in cli_users of {config.path}")
+        reason = _("local user {login} is not in cli_users of {path}").format(login=repr(login), path=config.path)
+        raise NotAuthorized(login, "use mailfix", reason)
     return actor
 
 
@@ -185,16 +200,18 @@ def local_login() -> str:
 def _reveal_password(runbook: Runbook, incident_id: int, actor: str, out: TextIO) -> int:
     config = runbook.config
     if actor not in config.operators | config.directors:
-        raise NotAuthorized(actor, "read the password", "only operators or directors may read the new password")
+        raise NotAuthorized(actor, "read the password", _("only operators or directors may read the new password"))
     incident = runbook.get(incident_id)
     if incident.password_ciphertext is None:
-        print("no password is waiting: it was delivered (and erased) already, or none was set", file=out)
+        print(_("no password is waiting: it was delivered (and erased) already, or none was set"), file=out)
         return 1
     password = runbook.vault.decrypt(incident.password_ciphertext)
-    print(f"New password for {incident.suspect_address}: {password.reveal()}", file=out)
+    shown = _("New password for {address}: {password}").format(
+        address=incident.suspect_address, password=password.reveal()
+    )
+    print(shown, file=out)
     print(
-        "It is now erased from mailfix: tell the user, and not to open attachments from unknown senders.",
-        file=out,
+        _("It is now erased from mailfix: tell the user, and not to open attachments from unknown senders."), file=out
     )
     runbook.withdraw_password(incident, actor, "password_revealed")  # read once at the terminal: gone
     return 0

@@ -42,6 +42,7 @@ from typing import Any
 
 from bot.core import diagnosis as diagnosis_codec
 from bot.core.watch import alert_text
+from bot.i18n import speaking
 from bot.mail.dnsbl import Listing
 from bot.terminal.status import next_steps
 from storage.models import FloodAlert, Incident
@@ -125,7 +126,9 @@ def dnsbl_json(server: str, ip: str, listings: Sequence[Listing]) -> dict[str, A
 
 
 def alert_json(alert: FloodAlert, event: str) -> dict[str, Any]:
-    """Return one alert event of the flood watch in the "mailfix.alert/1" schema."""
+    """Return one alert event of the flood watch in the "mailfix.alert/1" schema (its text in English)."""
+    with speaking("en"):  # JSON stays English whatever the team speaks
+        text = alert_text(alert)
     return {
         "schema": ALERT,
         "event": event,
@@ -136,7 +139,7 @@ def alert_json(alert: FloodAlert, event: str) -> dict[str, Any]:
         "opened_at": _iso(alert.opened_at),
         "closed_at": _iso(alert.closed_at),
         "details": alert.details,
-        "text": alert_text(alert),
+        "text": text,
     }
 
 

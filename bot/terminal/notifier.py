@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TextIO
 
+from bot.core.labels import state_label
 from bot.core.mailserver import Account, Password
 from bot.core.notifier import Delivery, MessageRef
 from bot.core.progress import Progress
+from bot.i18n import _
 from bot.terminal.progressbar import ProgressBar
 from bot.terminal.text import plain
 from storage.models import Incident
@@ -22,14 +24,16 @@ class TerminalNotifier:
         self.bar = bar  # where long steps draw their progress (stderr on a terminal), None: nowhere
 
     def incident_changed(self, incident: Incident) -> MessageRef | None:
-        print(f"#{incident.id} {incident.server}: {incident.state.replace('_', ' ')}", file=self.out, flush=True)
+        print(f"#{incident.id} {incident.server}: {state_label(incident.state)}", file=self.out, flush=True)
         return None
 
     def step_logged(self, incident: Incident, text: str) -> None:
         print(f"#{incident.id}   {plain(text, self.names)}", file=self.out, flush=True)
 
     def deliver_password(self, incident: Incident, account: Account, password: Password) -> Delivery:
-        note = f"tell {account.address} by phone: run `mailfix password {incident.id}` to read the new password once"
+        note = _("tell {address} by phone: run `mailfix password {id}` to read the new password once").format(
+            address=account.address, id=incident.id
+        )
         return Delivery(via="terminal", confirmed=False, note=note)
 
     def step_progress(self, incident: Incident, progress: Progress | None) -> None:
@@ -37,7 +41,8 @@ class TerminalNotifier:
             self.bar.show(progress)
 
     def withdraw_password(self, incident: Incident, ref: MessageRef | None) -> None:
-        print(f"#{incident.id}   the new password is erased from mailfix", file=self.out, flush=True)
+        erased = _("the new password is erased from mailfix")
+        print(f"#{incident.id}   {erased}", file=self.out, flush=True)
 
     def catch_up(self) -> None:
         """Nothing to re-deliver: every line is printed as it happens."""

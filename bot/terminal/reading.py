@@ -19,10 +19,11 @@ from bot.core.report import report_json, report_markdown
 from bot.core.runbook import Runbook
 from bot.core.watch import FLOOD, UNREACHABLE, Watcher, find_flood
 from bot.errors import ConfigError
+from bot.i18n import _
 from bot.terminal.alerts import TerminalAlerts
 from bot.terminal.args import FOUND, OK
 from bot.terminal.args import UNREACHABLE as UNREACHABLE_EXIT
-from bot.terminal.diagnosis import render_diagnosis
+from bot.terminal.diagnosis import render_diagnosis, suspect_line
 from bot.terminal.jsonout import dnsbl_json, incidents_json
 from bot.terminal.progressbar import ProgressBar
 from bot.terminal.status import describe, one_line
@@ -49,7 +50,7 @@ def show_incidents(
     for incident in incidents:
         print(plain(describe(incident) if full else one_line(incident), names), file=out)
     if full and not incidents:
-        print("no open incidents", file=out)
+        print(_("no open incidents"), file=out)
     return OK
 
 
@@ -68,15 +69,16 @@ def diagnose(config: Config, server_name: str | None, out: TextIO, *, as_json: b
     server = server_factory(config)(config.server(server_name).name)
     try:
         bar = ProgressBar.on_stderr()
-        with Reporter(bar.show if bar else lambda shown: None, "reading the queue") as progress:
+        with Reporter(bar.show if bar else lambda shown: None, _("reading the queue")) as progress:
             diagnosis = server.diagnose(flood_threshold=config.flood_threshold, progress=progress)
     finally:
         server.close()
     if as_json:
         _dump(diagnosis_codec.to_json(diagnosis), out)
     else:
+        suspect = suspect_line(diagnosis)
         for line in render_diagnosis(diagnosis).splitlines():
-            if line.startswith("Suspect: ") and diagnosis.suspect is not None:
+            if suspect and line == suspect:
                 paint(out, line, "red")
                 line = ""
             print(line, file=out)
@@ -89,7 +91,8 @@ def dnsbl(config: Config, server_name: str | None, out: TextIO, *, as_json: bool
 
     server = config.server(server_name)
     if not server.public_ip or not config.dnsbl_zones:
-        raise ConfigError([f"nothing to check: set public_ip of {server.name} and dnsbl_zones in {config.path}"])
+        problem = _("nothing to check: set public_ip of {server} and dnsbl_zones in {path}")
+        raise ConfigError([problem.format(server=server.name, path=config.path)])
     try:
         listings = check_listings(
             server.public_ip, config.dnsbl_zones, servers=config.dns_servers, timeout=config.dns_timeout_seconds

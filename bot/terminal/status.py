@@ -6,8 +6,10 @@ from collections.abc import Mapping
 
 from bot.core import diagnosis as diagnosis_codec
 from bot.core import monitoring
+from bot.core.labels import approval_kind
 from bot.core.table import Event, person_events
-from storage.models import Incident
+from bot.i18n import N_, _
+from storage.models import Incident, StepRun
 
 # The command a person types for each event the table lets people fire ({n}: the incident id).
 COMMAND_FOR: Mapping[Event, str] = {
@@ -21,6 +23,19 @@ COMMAND_FOR: Mapping[Event, str] = {
     Event.APPROVE_REBOOT: "mailfix approve {n} --reboot",
     Event.RETRY: "mailfix retry {n}",
     Event.ABORT: "mailfix abort {n}",
+}
+# How an approval was decided, as a whole line (its stored `decision`).
+DECIDED: Mapping[str, str] = {
+    "approved": N_("{what} approval: approved {by}"),
+    "rejected": N_("{what} approval: rejected {by}"),
+    "expired": N_("{what} approval: expired {by}"),
+}
+# A step run's stored status, as people read it.
+STEP_STATUSES: Mapping[str, str] = {
+    "started": N_("started"),
+    "done": N_("done"),
+    "failed": N_("failed"),
+    "skipped": N_("skipped"),
 }
 
 
@@ -44,25 +59,44 @@ def describe(incident: Incident) -> str:
     diagnosis = diagnosis_codec.of(incident)
     suspect = diagnosis.suspect if diagnosis else None
     if suspect is not None:
-        lines.append(
-            f"  queued from it {suspect.queued_from}, to it {suspect.queued_to}, by its login {suspect.queued_by_login}"
+        queued = _("queued from it {sent_from}, to it {sent_to}, by its login {by_login}").format(
+            sent_from=suspect.queued_from, sent_to=suspect.queued_to, by_login=suspect.queued_by_login
         )
+        lines.append("  " + queued)
     for approval in incident.approvals:
-        decision = approval.decision or f"pending (expires {approval.expires_at:%H:%M})"
-        lines.append(f"  {approval.what} approval: {decision} {approval.decided_by or ''}".rstrip())
+        what, by = approval_kind(approval.what), approval.decided_by or ""
+        if not approval.decision:
+            text = _("{what} approval: pending (expires {time}) {by}").format(
+                what=what, time=f"{approval.expires_at:%H:%M}", by=by
+            )
+        elif approval.decision in DECIDED:
+            text = _(DECIDED[approval.decision]).format(what=what, by=by)
+        else:
+            text = _("{what} approval: {decision} {by}").format(what=what, decision=approval.decision, by=by)
+        lines.append(f"  {text}".rstrip())
     for run in incident.steps:
-        lines.append(f"  step {run.step:<18} {run.status:<8} {_summary(run.summary)}")
+        lines.append("  " + _("step {step} {status} {summary}").format(**_step_fields(run)))
     checks = [c.queue_size for c in incident.checks if c.queue_size >= 0]
     if checks:
-        lines.append(f"  queue trend {monitoring.sparkline(checks[-20:])} last {checks[-1]}")
+        trend = _("queue trend {sparkline} last {size}").format(
+            sparkline=monitoring.sparkline(checks[-20:]), size=checks[-1]
+        )
+        lines.append("  " + trend)
     if incident.failure:
-        lines.append(f"  failure: {incident.failure}")
+        lines.append("  " + _("failure: {failure}").format(failure=incident.failure))
     commands = next_steps(incident)
     if commands:
-        lines.append("  next: " + " · ".join(f"`{c}`" for c in commands))
+        lines.append("  " + _("next: {commands}").format(commands=" · ".join(f"`{c}`" for c in commands)))
     if incident.state == "monitoring":
-        lines.append("  `mailfix run` follows the monitoring to its end")
+        lines.append("  " + _("`mailfix run` follows the monitoring to its end"))
     return "\n".join(lines)
+
+
+def _step_fields(run: StepRun) -> dict[str, str]:
+    """Return a step run's columns, padded as the status lines align them (the step's name is never translated)."""
+    label = STEP_STATUSES.get(run.status)
+    status = _(label) if label else run.status
+    return {"step": f"{run.step:<18}", "status": f"{status:<8}", "summary": _summary(run.summary)}
 
 
 def _summary(summary: dict) -> str:

@@ -36,6 +36,7 @@ METHOD_SCOPES: Mapping[str, tuple[str, ...]] = {
     "conversations.history": ("channels:history", "groups:history", "im:history"),
     "conversations.replies": ("channels:history", "groups:history"),
     "users.lookupByEmail": ("users:read", "users:read.email"),
+    "users.info": ("users:read",),
     # files_upload_v2: an upload URL, the bytes POSTed to it (<url>/upload/<file_id>), then the share.
     "files.getUploadURLExternal": ("files:write",),
     "files.completeUploadExternal": ("files:write",),
@@ -72,6 +73,7 @@ class FakeSlack:
 
     token: str
     users: dict[str, str] = field(default_factory=dict)  # email → user id
+    locales: dict[str, str] = field(default_factory=dict)  # user id → Slack locale (users.info); default en-US
     scopes: set[str] = field(default_factory=manifest_scopes)
     calls: list[Call] = field(default_factory=list)
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -184,6 +186,14 @@ class FakeSlack:
             if user is None:
                 return {"ok": False, "error": "users_not_found"}
             return {"ok": True, "user": {"id": user, "profile": {"email": params["email"]}}}
+        if method == "users.info":
+            user_id = str(params.get("user", ""))
+            if user_id not in self.users.values():
+                return {"ok": False, "error": "user_not_found"}
+            user: dict[str, Any] = {"id": user_id}
+            if str(params.get("include_locale", "")).lower() in ("true", "1"):  # Slack sends it only when asked
+                user["locale"] = self.locales.get(user_id, "en-US")
+            return {"ok": True, "user": user}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(params["users"]).lstrip("UW")}}
         if method == "chat.postMessage":

@@ -1,6 +1,6 @@
 """A text dump of one incident as Slack shows it (channel message and thread), read from the fake Slack.
 
-`python3 -m tests.slack.incident_dump OUT.txt` runs a whole incident through a real `mailfix serve` on the
+`python3 -m tests.slack.incident_dump OUT.txt [LANGUAGE]` runs a whole incident through a real `mailfix serve` on the
 fake mail server (start, approve, monitoring until resolved) and writes what the channel saw.
 """
 
@@ -55,11 +55,12 @@ def dump(fake: FakeSlack, channel: str, ts: str, awaiting: str = "") -> str:
     return "\n".join(out) + "\n"
 
 
-def main(out: Path) -> None:
+def main(out: Path, language: str = "en") -> None:
     fake = FakeSlack(token=BOT_TOKEN, users={"victim@example.org": VICTIM})
     with FakeSlackServer(fake) as slack, tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "cfg").mkdir()
-        config = write_config(Path(tmp) / "cfg", monitor_minutes=0.1)  # a longer round: more checks
+        extra = f'language = "{language}"'
+        config = write_config(Path(tmp) / "cfg", extra=extra, monitor_minutes=0.1)  # a longer round: more checks
         bot = start_bot(Path(tmp), slack, MAILFIX_CONFIG=str(config))
         try:
             bot.start_incident()
@@ -78,4 +79,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:3])

@@ -57,6 +57,7 @@ def test_the_scopes_cover_every_web_api_method_the_bot_calls_and_no_more():
         "chat.update",
         "chat.postEphemeral",
         "users.lookupByEmail",
+        "users.info",
         "conversations.open",
         "auth.test",
     } <= called

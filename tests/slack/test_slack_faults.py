@@ -119,7 +119,6 @@ def test_a_dm_whose_answer_was_lost_is_found_not_sent_again(tmp_path, repo, slac
     assert len(slack.calls_to("chat.postMessage")) == 1
 
 
-
 def test_a_flood_alert_whose_answer_was_lost_is_found_not_posted_again(tmp_path, repo, slack):
     notifier = SlackNotifier(client_for(slack), make_config(tmp_path), Outbox(repo))
     alert = repo.open_alert(
