@@ -146,8 +146,8 @@ class FakeMailServer:
     def hold(self, selection: Selection, *, progress: Hook | None = None) -> int:
         return self._move(selection, "hold", lambda m: m.queue != "hold", "hold", progress)
 
-    def release(self, selection: Selection) -> int:
-        return self._move(selection, "deferred", lambda m: m.queue == "hold", "release")
+    def release(self, selection: Selection, *, progress: Hook | None = None) -> int:
+        return self._move(selection, "deferred", lambda m: m.queue == "hold", "release", progress)
 
     def _move(self, selection: Selection, queue: str, which: Any, name: str, progress: Hook | None = None) -> int:
         self._call(name, repr(selection))

@@ -78,6 +78,18 @@ def test_the_delete_steps_report_rising_counts_of_what_they_counted_then_clear(r
     assert labels.count(None) == 3  # each of the three deletes ended its progress
 
 
+def test_releasing_the_held_mail_of_the_wrong_account_reports_rising_counts_then_clears(runbook, server, notifier):
+    incident = runbook.start(server="mail1", actor=OPERATOR)
+    notifier.progress.clear()
+    runbook.reject(incident.id, actor=DIRECTOR)  # "not this account": its held mail goes out again
+    releasing = [p for _, p in notifier.progress if p is not None and p.label.startswith("releasing (")]
+    by_address = [p.done for p in releasing if p.label == "releasing (from victim@example.org)"]
+    assert by_address == [25 * n for n in range(1, 10)] + [240]  # the 240 held that were sent from the address
+    assert any(p.label == "releasing (login victim)" for p in releasing)
+    labels = [p.label if p else None for _, p in notifier.progress]
+    assert labels.count(None) >= 2  # each of the two releases ended its progress
+
+
 def test_a_notifier_that_fails_to_show_progress_does_not_fail_the_cleanup(runbook, server, notifier):
     def broken(incident, progress):
         raise ConnectionError("no route to Slack")

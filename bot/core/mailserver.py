@@ -145,7 +145,7 @@ class MailServer(Protocol):
         """Put matching messages on hold; return how many."""
         ...
 
-    def release(self, selection: Selection) -> int:
+    def release(self, selection: Selection, *, progress: Hook | None = None) -> int:
         """Release matching held messages; return how many."""
         ...
 

@@ -207,7 +207,10 @@ def _which(ctx: StepContext, kind: str) -> str:
 
 
 def _release(ctx: StepContext) -> StepOutcome:
-    released = sum(ctx.server.release(_selection(ctx, kind)) for kind in ("from", "login"))
+    released = 0
+    for kind in ("from", "login"):
+        with ctx.progress(_("releasing ({which})").format(which=_which(ctx, kind))) as progress:
+            released += ctx.server.release(_selection(ctx, kind), progress=progress)
     text = _("Released {count} held messages of {address}").format(count=released, address=ctx.account.address)
     return StepOutcome({"released": released}, text)
 

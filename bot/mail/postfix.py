@@ -165,9 +165,9 @@ class PostfixServer:
             return feed_postsuper(self.executor, "-h", iter(listed), progress=progress, total=len(listed))
         return self._postsuper("-h", selection, skip_queues=frozenset({"hold"}), progress=progress)
 
-    def release(self, selection: Selection) -> int:
+    def release(self, selection: Selection, *, progress: Hook | None = None) -> int:
         """Release matching held messages; return how many."""
-        return self._postsuper("-H", selection, queues=frozenset({"hold"}))
+        return self._postsuper("-H", selection, queues=frozenset({"hold"}), progress=progress)
 
     def delete(self, selection: Selection, *, progress: Hook | None = None) -> int:
         """Delete matching messages from every queue; return how many."""

@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK (shell completion: argcomplete's global hook completes `mailfix` too)
 """The `mailfix` command: the terminal front-end of the runbook, for the day Slack is unreachable.
 
 `main(argv)` returns an exit code (bot.terminal.args.EXIT_CODES: 0 ok, 1 error, 2 bad usage, 3 found,
@@ -16,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO, cast
 
+import argcomplete
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
@@ -49,7 +51,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     load_environment()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     speak_configured_language()  # the help is built before the config is read
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Shell completion (argcomplete): answers the shell and exits when it asks; a no-op otherwise.
+    argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     secrets = Secrets.from_env()
     try:
         code = _dispatch(args, secrets, out)

@@ -1,4 +1,4 @@
-"""Progress of a 25,000-message flood's diagnosis and delete, reported by the lab's real Postfix tools."""
+"""Progress of a 25,000-message flood's diagnosis, release and delete, reported by the lab's real Postfix tools."""
 
 from __future__ import annotations
 
@@ -13,15 +13,22 @@ from tests.integration.lab import Lab
 FLOOD = 25_000
 
 
-def test_a_25000_message_delete_reports_rising_counts_ending_at_what_it_deleted(clean_lab: Lab) -> None:
+def test_a_25000_message_release_and_delete_report_rising_counts_ending_at_what_they_did(clean_lab: Lab) -> None:
     began = time.monotonic()
     flood(clean_lab, count=FLOOD, forged_fraction=0.0, legit=0, bounces=0, inbox=0, timeout=600)
     print(f"flood of {FLOOD} queued in {time.monotonic() - began:.1f}s")
     server = connect(clean_lab.server_config())
     read: list[tuple[int, int | None]] = []
     deleted_so_far: list[tuple[int, int | None]] = []
+    released_so_far: list[tuple[int, int | None]] = []
     try:
         diagnosis = server.diagnose(flood_threshold=500, progress=lambda done, total: read.append((done, total)))
+        held = server.hold(Selection(sasl_login="victim"))
+        began = time.monotonic()
+        released = server.release(
+            Selection(sasl_login="victim"), progress=lambda done, total: released_so_far.append((done, total))
+        )
+        print(f"released {released} of {held} held in {time.monotonic() - began:.1f}s, progress {released_so_far}")
         began = time.monotonic()
         deleted = server.delete(
             Selection(sasl_login="victim"), progress=lambda done, total: deleted_so_far.append((done, total))
@@ -33,6 +40,8 @@ def test_a_25000_message_delete_reports_rising_counts_ending_at_what_it_deleted(
     counts = [done for done, _ in read]
     assert len(counts) > 1 and counts == sorted(counts) and counts[-1] == diagnosis.snapshot.total  # read as it came
     assert deleted == FLOOD and queue_size(clean_lab) == 0
-    done = [d for d, _ in deleted_so_far]
     # One report as each postsuper process ends: a chunk of 10,000 IDs each, the last one shorter.
-    assert len(done) == -(-FLOOD // POSTSUPER_CHUNK) and done == sorted(set(done)) and done[-1] == deleted
+    for so_far, did in ((released_so_far, released), (deleted_so_far, deleted)):
+        done = [d for d, _ in so_far]
+        assert len(done) == -(-FLOOD // POSTSUPER_CHUNK) and done == sorted(set(done)) and done[-1] == did
+    assert held == released == FLOOD
