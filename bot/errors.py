@@ -28,7 +28,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.i18n import _
+from bot.core.labels import approval_kind, event_label, state_label
+from bot.i18n import _, pgettext
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,11 +47,15 @@ class ConfigError(MailfixError):
 
 
 class InvalidTransition(MailfixError):
-    def __init__(self, event: str, state: str) -> None:
-        self.event, self.state = event, state
-        super().__init__(
-            _("Can't {event} when {state}").format(event=event.replace("_", " "), state=state.replace("_", " "))
-        )
+    """`state` is the incident's state, or `reason` says why instead (a phrase in the current language)."""
+
+    def __init__(self, event: str, state: str = "", *, reason: str = "") -> None:
+        self.event, self.state = event, state or reason
+        if reason:
+            message = pgettext("a reason", "Can't {event} when {state}").format(event=event_label(event), state=reason)
+        else:
+            message = _("Can't {event} when {state}").format(event=event_label(event), state=state_label(state))
+        super().__init__(message)
 
 
 class IncidentNotFound(MailfixError):
@@ -86,13 +91,15 @@ class NotAuthorized(MailfixError):
 
 
 class AlreadyDone(MailfixError):
+    """`what` is a past tense marked with N_ (bot.core.binding.PAST_TENSE), translated where it is shown."""
+
     def __init__(self, what: str, by: str | None, at: datetime | None) -> None:
         self.what, self.by, self.at = what, by, at
-        who = by or _("someone else")
+        who, done = by or _("someone else"), _(what)
         if at:
-            message = _("already {what} by {who} at {time}").format(what=what, who=who, time=f"{at:%H:%M}")
+            message = _("already {what} by {who} at {time}").format(what=done, who=who, time=f"{at:%H:%M}")
         else:
-            message = _("already {what} by {who}").format(what=what, who=who)
+            message = _("already {what} by {who}").format(what=done, who=who)
         super().__init__(message)
 
 
@@ -100,7 +107,7 @@ class ApprovalExpired(MailfixError):
     def __init__(self, what: str, expired_at: datetime) -> None:
         self.what, self.expired_at = what, expired_at
         message = _("the {what} approval expired at {time}; ask for it again with `renew`")
-        super().__init__(message.format(what=what, time=f"{expired_at:%H:%M}"))
+        super().__init__(message.format(what=approval_kind(what), time=f"{expired_at:%H:%M}"))
 
 
 class InvalidAccount(MailfixError):

@@ -86,6 +86,11 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return catalog(current()).ngettext(singular, plural, n)
 
 
+def pgettext(context: str, message: str) -> str:
+    """`message` in the current language, as meant in `context` (one English text, two meanings)."""
+    return catalog(current()).pgettext(context, message)
+
+
 def N_(message: str) -> str:  # noqa: N802 - gettext's own name for "mark, translate later"
     """Mark `message` for the catalogs without translating it yet (module constants)."""
     return message

@@ -19,6 +19,7 @@ import string
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from babel.messages.catalog import Catalog
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
@@ -73,12 +74,12 @@ def write(catalog: Catalog, path: Path) -> None:
 
 
 def fields(text: str) -> set[str]:
-    """The {fields} a text formats, and its %-fields (argparse's): what a translation must keep."""
-    try:
-        braces = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
-    except ValueError:  # not a brace format (a lone "{" in an argparse text)
-        braces = set()
-    return braces | set(re.findall(r"%(?:\([a-z_]+\))?[sr]", text))
+    """The {fields} a text formats, and its %-fields (argparse's): what a translation must keep.
+
+    Raises ValueError for a text whose braces `.format()` could not read (a lone "{"): it would raise in use.
+    """
+    braces = {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    return braces | set(re.findall(r"%(?:\([a-z_]+\))?[-#0 +]*\d*[a-z%]", text))
 
 
 def problems(template: Catalog, catalog: Catalog) -> list[str]:
@@ -96,9 +97,20 @@ def problems(template: Catalog, catalog: Catalog) -> list[str]:
         ids = message.id if isinstance(message.id, tuple) else (message.id,)
         if not all(texts):
             found.append(f"{catalog.locale}: not translated: {label!r}")
-        elif any(fields(t) != fields(ids[-1] if i else ids[0]) for i, t in enumerate(texts)):
+            continue
+        try:
+            differ = any(fields(t) != fields(ids[-1] if i else ids[0]) for i, t in enumerate(texts))
+        except ValueError:  # a lone brace: .format() would raise on it
+            differ = True
+        if differ:
             found.append(f"{catalog.locale}: fields differ from the English: {label!r} -> {texts!r}")
     return found
+
+
+def _key(message: Any) -> str:
+    """A message's key in a translations file: its English (the singular), after "context|" when it has one."""
+    english = message.id if isinstance(message.id, str) else message.id[0]
+    return f"{message.context}|{english}" if message.context else english
 
 
 def update(translations: dict[str, str]) -> None:
@@ -112,7 +124,7 @@ def update(translations: dict[str, str]) -> None:
                 continue
             if language == "en":
                 message.string = message.id  # English is the source: its catalog says the same
-            elif (text := translations.get(message.id if isinstance(message.id, str) else message.id[0])) is not None:
+            elif (text := translations.get(_key(message))) is not None:
                 message.string = tuple(text) if isinstance(text, list) else text  # plurals: a list of forms
             message.flags.discard("fuzzy")
         catalog.fuzzy = False  # the header too: a fuzzy header is left out of the compiled catalog

@@ -76,3 +76,21 @@ def test_the_team_language_and_a_users_locale_choose_the_catalog():
         assert i18n._(english) == english
     with pytest.raises(ValueError, match="no catalog for 'fr'"):
         i18n.use("fr")
+
+
+def test_refusals_in_spanish_name_states_and_requests_in_spanish_not_their_identifiers():
+    from datetime import UTC, datetime
+
+    from bot.core.binding import PAST_TENSE
+    from bot.core.table import Event, next_state
+    from bot.errors import AlreadyDone, ApprovalExpired, InvalidTransition
+
+    i18n.use("es-MX")
+    with pytest.raises(InvalidTransition) as err:
+        next_state("monitoring", Event.APPROVE_REBOOT)
+    assert str(err.value) == "No se puede aprobar el reinicio (estado del incidente: en monitoreo)"
+    reason = InvalidTransition(Event.RENEW, reason="la solicitud no ha vencido")
+    assert str(reason) == "No se puede volver a pedir la aprobación: la solicitud no ha vencido"
+    done = AlreadyDone(PAST_TENSE[Event.APPROVE], "U1", datetime(2026, 12, 7, 3, 10, tzinfo=UTC))
+    assert str(done) == "ya fue aprobada por U1 a las 03:10"
+    assert "limpieza" in str(ApprovalExpired("cleanup", datetime(2026, 12, 7, 3, 10, tzinfo=UTC)))

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 from bot.core import diagnosis as diagnosis_codec
 from bot.core.effects import approval_subject, current_approval
-from bot.core.labels import decision_text
+from bot.core.labels import decision_text, state_label
 from bot.core.mailserver import NOT_ACCOUNTS, validate_account
 from bot.core.requests import Request
 from bot.core.table import Event, State
@@ -42,7 +42,7 @@ def check_binding(incident: Incident, request: Request, *, done_before: Callable
     answered = next((a for a in incident.approvals if a.id == request.approval_id), None)
     if answered is not None and answered.decision is not None:
         if answered.decision == "approved" and request.event in (Event.APPROVE, Event.APPROVE_REBOOT):
-            raise AlreadyDone("approved", answered.decided_by, answered.decided_at)  # a double click
+            raise AlreadyDone(PAST_TENSE[Event.APPROVE], answered.decided_by, answered.decided_at)  # a double click
         subject = answered.subject or _("an earlier request")
         raise StaleRequest(f"{subject} ({decision_text(answered.decision)})", asked_now)
     reboot = request.event == Event.APPROVE_REBOOT or (request.event == Event.RENEW and request.reboot)
@@ -111,7 +111,7 @@ def _asks(incident: Incident) -> str:
     current = current_approval(incident)
     if current is not None and current.decision is None:
         return current.subject or approval_subject(incident, current.what)
-    return _("nothing to approve (it is {state})").format(state=str(incident.state).replace("_", " "))
+    return _("nothing to approve (it is {state})").format(state=state_label(incident.state))
 
 
 def flood_account(incident: Incident) -> str | None:

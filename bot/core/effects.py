@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.config import Config
+from bot.core.labels import event_label
 from bot.core.steps import SYSTEM_ACTOR
 from bot.core.table import APPROVAL_FOR, MONITOR_ROUNDS, TERMINAL, Event, Guard, State, monitor_round_after
 from bot.errors import ApprovalExpired, InvalidTransition, NotAuthorized
@@ -28,7 +29,7 @@ def authorize(config: Config, actor: str, guard: Guard, incident: Incident | Non
     if actor == SYSTEM_ACTOR:
         return
     if guard == Guard.OPERATOR and actor not in config.operators | config.directors:
-        reason = _("only operators or directors may {action}").format(action=event.replace("_", " "))
+        reason = _("only operators or directors may {action}").format(action=event_label(event))
         raise NotAuthorized(actor, event, reason)
     if guard in (Guard.DIRECTOR, Guard.APPROVER) and actor not in config.directors:
         raise NotAuthorized(actor, event, _("only the IT director can approve this"))
@@ -101,7 +102,7 @@ def effects(
         decide = (current.id, "withdrawn")  # the other account's flood comes first; a reboot would not stop it
     elif event == Event.RENEW:
         if not expired:
-            raise InvalidTransition("renew", _("the approval request has not expired"))
+            raise InvalidTransition(Event.RENEW, reason=_("the approval request has not expired"))
         if current is not None and current.decision is None:
             decide = (current.id, "expired")
     what = APPROVAL_FOR.get(target)

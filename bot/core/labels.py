@@ -1,32 +1,46 @@
-"""Stored values as people read them, in the current language: a state, what an approval asks for, how it
-was decided. The keys stay the values the database holds; the texts are marked here and translated where shown.
+"""Stored values as people read them, in the current language: a state, an event (what a person asked to do),
+what an approval asks for, how it was decided, how a user was told. The keys are the values the database and
+the state table hold (plain strings: this module imports nothing of the core, so `bot.errors` may use it);
+the texts are marked here and translated where shown. In English each reads as its value with spaces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.core.table import State
 from bot.i18n import N_, _
 
 STATES: Mapping[str, str] = {
-    State.OPENED: N_("opened"),
-    State.DIAGNOSING: N_("diagnosing"),
-    State.AWAITING_APPROVAL: N_("awaiting approval"),
-    State.RELEASING: N_("releasing"),
-    State.CONTAINING: N_("containing"),
-    State.CLEANING_UP: N_("cleaning up"),
-    State.PURGING_MAILBOX: N_("purging mailbox"),
-    State.NOTIFYING_USER: N_("notifying user"),
-    State.MONITORING: N_("monitoring"),
-    State.RESTARTING: N_("restarting"),
-    State.AWAITING_REBOOT_APPROVAL: N_("awaiting reboot approval"),
-    State.REBOOTING: N_("rebooting"),
-    State.RESOLVED: N_("resolved"),
-    State.ABORTED: N_("aborted"),
-    State.FAILED: N_("failed"),
+    "opened": N_("opened"),
+    "diagnosing": N_("diagnosing"),
+    "awaiting_approval": N_("awaiting approval"),
+    "releasing": N_("releasing"),
+    "containing": N_("containing"),
+    "cleaning_up": N_("cleaning up"),
+    "purging_mailbox": N_("purging mailbox"),
+    "notifying_user": N_("notifying user"),
+    "monitoring": N_("monitoring"),
+    "restarting": N_("restarting"),
+    "awaiting_reboot_approval": N_("awaiting reboot approval"),
+    "rebooting": N_("rebooting"),
+    "resolved": N_("resolved"),
+    "aborted": N_("aborted"),
+    "failed": N_("failed"),
 }
-APPROVAL_KINDS: Mapping[str, str] = {"cleanup": N_("cleanup"), "reboot": N_("reboot")}
+# What people ask for with a button or a command ("Can't approve when monitoring").
+EVENTS: Mapping[str, str] = {
+    "diagnose": N_("diagnose"),
+    "approve": N_("approve"),
+    "reject": N_("reject"),
+    "pick": N_("pick"),
+    "contain": N_("contain"),
+    "renew": N_("renew"),
+    "resolve_now": N_("resolve now"),
+    "approve_reboot": N_("approve reboot"),
+    "retry": N_("retry"),
+    "abort": N_("abort"),
+}
+APPROVAL_KINDS: Mapping[str, str] = {"cleanup": N_("cleanup"), "reboot": N_("reboot"), "pending": N_("pending")}
 DECISIONS: Mapping[str, str] = {
     "approved": N_("approved"),
     "rejected": N_("rejected"),
@@ -37,6 +51,12 @@ DECISIONS: Mapping[str, str] = {
 
 def _label(labels: Mapping[str, str], value: str) -> str:
     return _(labels[value]) if value in labels else value.replace("_", " ")
+
+
+def event_label(event: str) -> str:
+    """What a person asked to do ("approve reboot"); an unknown one (a phrase already) as it is."""
+    key = str(event).replace(" ", "_")
+    return _label(EVENTS, key) if key in EVENTS else str(event).replace("_", " ")
 
 
 def state_label(state: str) -> str:

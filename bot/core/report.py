@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.core.labels import state_label
 from bot.core.steps import archive_of
 from bot.core.table import ESCALATIONS
 from bot.i18n import _
@@ -76,7 +77,9 @@ def report_markdown(incident: Incident, audit: Sequence[AuditEvent]) -> str:
     "what" and the escalations are the audit trail's own values, as in the JSON)."""
     data = report_json(incident, audit)
     head, counts = data["incident"], data["counts"]
-    title = _("Incident #{id} on {server}: {state}").format(id=head["id"], server=head["server"], state=head["state"])
+    title = _("Incident #{id} on {server}: {state}").format(
+        id=head["id"], server=head["server"], state=state_label(head["state"])
+    )
     account = _("Account: {account} (SASL login {login})").format(
         account=head["account"] or _("none identified"), login=head["sasl_login"] or "-"
     )

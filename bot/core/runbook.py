@@ -49,7 +49,7 @@ from bot.errors import (
     NotAuthorized,
     ServerBusy,
 )
-from bot.i18n import _
+from bot.i18n import N_, _
 from storage.models import Incident
 from storage.repository import DuplicateOpen, Repository, StaleVersion
 
@@ -123,7 +123,7 @@ class Runbook:
             return {"pick": offered_account(incident, request, mail_domain=domain, protected=protected)}
         last_check_normal = bool(incident.checks and incident.checks[-1].normal)
         if request.event == Event.RESOLVE_NOW and incident.state == State.MONITORING and not last_check_normal:
-            raise InvalidTransition("resolve now", _("the last check was not normal"))
+            raise InvalidTransition(Event.RESOLVE_NOW, reason=_("the last check was not normal"))
         return {}
 
     def approve(self, incident_id: int, *, actor: str, account: str | None = None) -> Incident:
@@ -181,11 +181,13 @@ class Runbook:
         authorize(self.config, actor, Guard.DIRECTOR, None, Event.APPROVE)
         archived = steps.archive_of(incident)
         if State(incident.state) not in TERMINAL or archived is None:
-            raise InvalidTransition(_("restore the inbox"), _("a closed incident whose cleanup archived an INBOX"))
+            raise InvalidTransition(
+                _("restore the inbox"), reason=_("a closed incident whose cleanup archived an INBOX")
+            )
         path, account = archived
         for event in self.repo.audit_events(incident_id=incident.id):
             if event.action == "inbox_restored" and event.details.get("archive") == path:  # a double click
-                raise AlreadyDone(_("restored"), event.actor, event.at)
+                raise AlreadyDone(N_("restored"), event.actor, event.at)
         with self.servers.lock(incident.server):
             restored = self.server(incident.server).restore_inbox(account, path)
         self.repo.audit(
@@ -225,7 +227,7 @@ class Runbook:
         incident = self.get(incident_id)
         failed_step = data.pop("failed_step", None)
         if data.pop("at_version", incident.version) != incident.version:  # decided on an older snapshot
-            raise InvalidTransition(event, _("the incident changed meanwhile"))
+            raise InvalidTransition(event, reason=_("the incident changed meanwhile"))
         if asked is not None:
             # Checked on this very snapshot: the transition below commits only at its version, so nobody's
             # "not this account" can slip in between the check and the change.
@@ -259,7 +261,7 @@ class Runbook:
             # Prefer "approved by the director who won" over whoever changed the incident last.
             done = self._already_done(self.get(incident_id), event)
             last = stale.last
-            what = _(PAST_TENSE[event]) if event in PAST_TENSE else _("{event} done").format(event=event)
+            what = PAST_TENSE.get(event, N_("done"))
             raise done or AlreadyDone(what, last.actor if last else None, last.at if last else None) from None
         self.tell(incident)
         if ask is not None:  # the directors hear of it now, where Slack notifies them, not at the reminder
@@ -328,7 +330,7 @@ class Runbook:
             return None
         for audit in reversed(self.repo.audit_events(incident_id=incident.id)):
             if audit.action == event:
-                return AlreadyDone(_(PAST_TENSE[event]), audit.actor, audit.at)
+                return AlreadyDone(PAST_TENSE[event], audit.actor, audit.at)
         return None
 
     @contextmanager

@@ -283,7 +283,7 @@ def _notify(ctx: StepContext) -> StepOutcome:
     summary = {"via": delivery.via, "confirmed": delivery.confirmed, "note": delivery.note, "to": delivery.to}
     if delivery.ref is not None:
         summary |= {"message_channel": delivery.ref.channel, "message_ts": delivery.ref.ts}
-    text = _("Told {address} ({via}). {note}").format(address=ctx.account.address, via=delivery.via, note=delivery.note)
+    text = _("Told {address}. {note}").format(address=ctx.account.address, note=delivery.note)
     return StepOutcome(summary, text.strip())
 
 

@@ -79,6 +79,7 @@ ARGPARSE_WORDS = (
     N_("ambiguous option: %(option)s could match %(matches)s"),
     N_("not allowed with argument %s"),
     N_("one of the arguments %s is required"),
+    N_("ignored explicit argument %r"),
 )
 argparse._ = i18n._  # type: ignore[attr-defined]
 argparse.ngettext = i18n.ngettext  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from bot.core import diagnosis as diagnosis_codec
 from bot.core import monitoring
-from bot.core.labels import approval_kind
+from bot.core.labels import approval_kind, decision_text
 from bot.core.table import Event, person_events
 from bot.i18n import N_, _
 from storage.models import Incident, StepRun
@@ -72,7 +72,8 @@ def describe(incident: Incident) -> str:
         elif approval.decision in DECIDED:
             text = _(DECIDED[approval.decision]).format(what=what, by=by)
         else:
-            text = _("{what} approval: {decision} {by}").format(what=what, decision=approval.decision, by=by)
+            decision = decision_text(approval.decision)
+            text = _("{what} approval: {decision} {by}").format(what=what, decision=decision, by=by)
         lines.append(f"  {text}".rstrip())
     for run in incident.steps:
         lines.append("  " + _("step {step} {status} {summary}").format(**_step_fields(run)))
