@@ -11,7 +11,7 @@ from bot.core import requests
 from bot.core.requests import Request
 from bot.core.runbook import Runbook
 from bot.core.table import Event
-from bot.i18n import _
+from bot.i18n import _, ngettext
 from handlers import blocks, password_blocks
 from handlers.ids import ActionId
 from handlers.replies import tell, user_of
@@ -68,7 +68,8 @@ def handle_restore_inbox_action(ack: Ack, body: dict, runbook: Runbook, worker: 
 def _restore_inbox(runbook: Runbook, body: dict, client: WebClient) -> None:
     incident_id = request_of(body, Event.ABORT).incident_id  # the event is not used: a restore is no transition
     restored = runbook.restore_inbox(incident_id, actor=user_of(body))
-    what = _("{count} messages restored to the INBOX").format(count=restored)
+    what = ngettext("{count} message restored to the INBOX", "{count} messages restored to the INBOX", restored)
+    what = what.format(count=restored)
     tell(body, client, blocks.done_message(runbook.get(incident_id), what))
 
 

@@ -94,3 +94,16 @@ def test_refusals_in_spanish_name_states_and_requests_in_spanish_not_their_ident
     done = AlreadyDone(PAST_TENSE[Event.APPROVE], "U1", datetime(2026, 12, 7, 3, 10, tzinfo=UTC))
     assert str(done) == "ya fue aprobada por U1 a las 03:10"
     assert "limpieza" in str(ApprovalExpired("cleanup", datetime(2026, 12, 7, 3, 10, tzinfo=UTC)))
+
+
+def test_counts_agree_with_their_number_in_both_languages():
+    one, many = "Closed {count} open IMAP/POP session of {login}", "Closed {count} open IMAP/POP sessions of {login}"
+    said = {n: i18n.ngettext(one, many, n).format(count=n, login="v") for n in (0, 1, 2)}
+    assert said == {
+        0: many.format(count=0, login="v"),
+        1: one.format(count=1, login="v"),
+        2: many.format(count=2, login="v"),
+    }
+    i18n.use("es-MX")
+    assert i18n.ngettext(one, many, 1).format(count=1, login="v") == "Se cerró 1 sesión IMAP/POP abierta de v"
+    assert i18n.ngettext(one, many, 3).format(count=3, login="v") == "Se cerraron 3 sesiones IMAP/POP abiertas de v"

@@ -21,7 +21,7 @@ from bot.core.mailserver import Account, Diagnosis, MailServer, Selection, valid
 from bot.core.notifier import MessageRef, Notifier
 from bot.core.progress import Reporter
 from bot.core.vault import Vault, generate_password
-from bot.i18n import N_, _
+from bot.i18n import N_, _, ngettext
 from storage.models import Incident, StepRun
 
 
@@ -144,7 +144,8 @@ def _hold(kind: str) -> Step:
     def run(ctx: StepContext) -> StepOutcome:
         with ctx.progress(_("holding ({which})").format(which=_which(ctx, kind))) as progress:
             held = ctx.server.hold(_selection(ctx, kind), progress=progress)
-        text = _("Held {count} queued messages ({which})").format(count=held, which=_which(ctx, kind))
+        text = ngettext("Held {count} queued message ({which})", "Held {count} queued messages ({which})", held)
+        text = text.format(count=held, which=_which(ctx, kind))
         return StepOutcome({"held": held}, text)
 
     def verify(ctx: StepContext) -> bool:
@@ -169,15 +170,25 @@ def _delete(kind: str) -> Step:
         cut_short = max(first - queued, 0)  # what earlier attempts deleted before they were cut
         if ctx.recheck and queued == 0:  # the cut attempt had deleted everything: nothing to run again
             summary = {"deleted": cut_short, "left": 0, "verified": "already applied; not run again"}
-            text = _("Deleted {count} queued messages ({which}), verified")
+            text = ngettext(
+                "Deleted {count} queued message ({which}), verified",
+                "Deleted {count} queued messages ({which}), verified",
+                cut_short,
+            )
             return StepOutcome(summary, text.format(count=cut_short, which=_which(ctx, kind)))
         with ctx.progress(_("deleting ({which})").format(which=_which(ctx, kind)), total=queued) as progress:
             deleted = cut_short + ctx.server.delete(selection, progress=progress)
         summary = {"deleted": deleted, "left": ctx.server.count(selection)}
-        text = _("Deleted {count} queued messages ({which})")
+        text = ngettext(
+            "Deleted {count} queued message ({which})", "Deleted {count} queued messages ({which})", deleted
+        )
         if ctx.recheck:  # the summary is the step's record (the report's JSON): it stays in English
             summary["completed"] = f"re-checked: {queued} left of {first}, {cut_short} deleted by the cut attempt"
-            text = _("Deleted {count} queued messages ({which}), {cut} of them before the connection was cut")
+            text = ngettext(
+                "Deleted {count} queued message ({which}), {cut} before the connection was cut",
+                "Deleted {count} queued messages ({which}), {cut} of them before the connection was cut",
+                deleted,
+            )
         return StepOutcome(summary, text.format(count=deleted, which=_which(ctx, kind), cut=cut_short))
 
     return Step(name, run)
@@ -211,7 +222,10 @@ def _release(ctx: StepContext) -> StepOutcome:
     for kind in ("from", "login"):
         with ctx.progress(_("releasing ({which})").format(which=_which(ctx, kind))) as progress:
             released += ctx.server.release(_selection(ctx, kind), progress=progress)
-    text = _("Released {count} held messages of {address}").format(count=released, address=ctx.account.address)
+    text = ngettext(
+        "Released {count} held message of {address}", "Released {count} held messages of {address}", released
+    )
+    text = text.format(count=released, address=ctx.account.address)
     return StepOutcome({"released": released}, text)
 
 
@@ -236,7 +250,9 @@ def _unblock(ctx: StepContext) -> StepOutcome:
 
 def _kick(ctx: StepContext) -> StepOutcome:
     kicked = ctx.server.kick_sessions(ctx.account)
-    text = _("Closed {count} open IMAP/POP sessions of {login}").format(count=kicked, login=ctx.account.login)
+    text = ngettext(
+        "Closed {count} open IMAP/POP session of {login}", "Closed {count} open IMAP/POP sessions of {login}", kicked
+    ).format(count=kicked, login=ctx.account.login)
     return StepOutcome({"kicked": kicked}, text)
 
 

@@ -30,7 +30,7 @@ from bot.core.runbook import Runbook
 from bot.core.table import Event
 from bot.core.upkeep import Upkeep
 from bot.errors import ConfigError, ExecutorError, MailfixError, NotAuthorized
-from bot.i18n import _
+from bot.i18n import _, ngettext
 from bot.terminal import reading
 from bot.terminal.args import ERROR, OK, UNREACHABLE, build_parser, speak_configured_language
 from bot.terminal.environment import load_environment
@@ -156,7 +156,10 @@ def _incident_command(runbook: Runbook, args: argparse.Namespace, out: TextIO) -
         return _reveal_password(runbook, args.id, actor, out)
     elif command == "restore-inbox":
         restored = runbook.restore_inbox(args.id, actor=actor)
-        print(_("#{id}: {count} messages restored to the INBOX").format(id=args.id, count=restored), file=out)
+        restored_text = ngettext(
+            "#{id}: {count} message restored to the INBOX", "#{id}: {count} messages restored to the INBOX", restored
+        )
+        print(restored_text.format(id=args.id, count=restored), file=out)
         return 0
     else:
         incident = runbook.act(_request(args), actor=actor)
