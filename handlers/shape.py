@@ -43,8 +43,9 @@ def _payload_problem(payload: Mapping[str, Any]) -> str | None:
         return "no `user.id`"  # every interactive payload names who clicked
     if "actions" in payload:
         actions = payload["actions"]
-        if not isinstance(actions, list) or not all(isinstance(a, Mapping) for a in actions):
-            return "`actions` is not a list of objects"
+        # Bolt reads actions[0] of a block_actions payload: an empty list would crash it.
+        if not isinstance(actions, list) or not actions or not all(isinstance(a, Mapping) for a in actions):
+            return "`actions` is not a non-empty list of objects"
         if not all(isinstance(a.get("action_id", ""), str) for a in actions):
             return "an `action_id` is not text"
     return None

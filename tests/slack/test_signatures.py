@@ -53,11 +53,15 @@ def assert_nothing_ran(bot):
     assert [c.method for c in bot.slack.calls if c.method != "auth.test"] == []
 
 
+NOT_ACTIONS = "`actions` is not a non-empty list of objects"
+
+
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [
         ({"type": "block_actions", "user": False, "actions": []}, "`user` is not an object"),
-        ({"type": "block_actions", "user": {"id": "U1"}, "actions": "approve"}, "`actions` is not a list of objects"),
+        ({"type": "block_actions", "user": {"id": "U1"}, "actions": "approve"}, NOT_ACTIONS),
+        ({"type": "block_actions", "user": {"id": "U1"}, "actions": []}, NOT_ACTIONS),  # found by test_fuzz
         ({"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_id": 3}]}, "an `action_id` is not text"),
         ({"type": "block_actions", "container": [1]}, "`container` is not an object"),
         ({"type": "block_actions", "actions": []}, "no `user.id`"),
