@@ -207,9 +207,8 @@ class Repository:
 
     @staticmethod
     def _still_at(session: Session, incident_id: Any, version: int) -> bool:
-        """True if the incident is still at `version`. A snapshot read in several statements (the incident,
-        then its steps) may show a step failed by a transition it does not show yet; the failure and the
-        version bump commit together, so the version tells whether that snapshot is still the truth."""
+        """True if the incident is still at `version`. A snapshot read in two statements may show a step failed
+        by a transition it does not show yet: the failure commits with the version bump, which tells."""
         return session.scalar(select(Incident.version).where(Incident.id == incident_id)) == version
 
     def renew_lease(self, *, step_id: int, owner: str, lease: timedelta) -> bool:
@@ -223,12 +222,9 @@ class Repository:
             return result.rowcount == 1  # type: ignore[attr-defined]
 
     def claim_step(self, *, step_id: int, owner: str, lease: timedelta, at_version: int | None = None) -> bool:
-        """Take over a started step whose lease ran out (its worker died); False while the lease lasts, or
-        when the incident is no longer at `at_version`.
-
-        Expiry is decided by the database's clock, one clock for every host, in the UPDATE itself: two
-        workers can never both take the same step over.
-        """
+        """Take over a started step whose lease ran out (its worker died); False while the lease lasts, or when
+        the incident is no longer at `at_version`. Expiry is decided by the database's clock, one clock for
+        every host, in the UPDATE itself: two workers can never both take the same step over."""
         with self._sessions.begin() as session:
             incident_id = select(StepRun.incident_id).where(StepRun.id == step_id).scalar_subquery()
             if at_version is not None and not self._still_at(session, incident_id, at_version):

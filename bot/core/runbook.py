@@ -151,10 +151,8 @@ class Runbook:
         return self.act(Request(incident_id, Event.RESOLVE_NOW), actor=actor)
 
     def confirm_password(self, incident_id: int, *, actor: str, account: str | None = None) -> bool:
-        """The user has the new password: erase it and withdraw the message; False if already done.
-
-        `account` (from the button) makes sure a late click never erases another account's password.
-        """
+        """The user has the new password: erase it and withdraw the message; False if already done, or if
+        `account` (from the button) is not the one whose password waits: a late click erases no other's."""
         incident = self.get(incident_id)
         if account is not None and account != incident.password_for:
             return False
@@ -181,9 +179,8 @@ class Runbook:
         authorize(self.config, actor, Guard.DIRECTOR, None, Event.APPROVE)
         archived = steps.archive_of(incident)
         if State(incident.state) not in TERMINAL or archived is None:
-            raise InvalidTransition(
-                _("restore the inbox"), reason=_("a closed incident whose cleanup archived an INBOX")
-            )
+            only = _("a closed incident whose cleanup archived an INBOX")
+            raise InvalidTransition(_("restore the inbox"), reason=only)
         path, account = archived
         for event in self.repo.audit_events(incident_id=incident.id):
             if event.action == "inbox_restored" and event.details.get("archive") == path:  # a double click
@@ -208,17 +205,13 @@ class Runbook:
         if actor != SYSTEM and actor not in config.operators | config.directors | config.readers:
             raise NotAuthorized(actor, "read incidents", _("only operators, directors and readers may see incidents"))
 
-    # -- the engine -----------------------------------------------------------------------
-
     def fire(
         self, incident_id: int, event: Event, *, actor: str, run: bool = True, asked: Request | None = None, **data: Any
     ) -> Incident:
         """Apply `event` (checking the table, the guard, what a person `asked` and the version), then run the
         new state's steps. `failed_step=(run id, summary)` ends that step attempt in the same transaction;
         `at_version` fires only if the incident is still at that version (a decision made on a snapshot)."""
-        # Marked as worked on before the transition commits, so the scheduler never runs the new state's
-        # steps beside this thread.
-        with self.working(incident_id):
+        with self.working(incident_id):  # before the commit: the scheduler never runs the steps beside us
             return self._fire(incident_id, event, actor=actor, run=run, asked=asked, **data)
 
     def _fire(

@@ -1,4 +1,4 @@
-"""Run commands on a mail server over SSH; the only module that imports paramiko.
+"""Run commands on a mail server over SSH; with `ssh_errors`, the only modules that import paramiko.
 
 Every paramiko or socket failure leaves this module as one of mailfix's own errors:
 
@@ -26,6 +26,7 @@ from bot.config import ServerConfig
 from bot.errors import AuthFailed, CommandFailed, CommandTimeout, ExecutorError, HostKeyMismatch, HostUnreachable
 from bot.i18n import _
 from bot.mail.commands import STDERR_TAIL_BYTES, CommandResult, command_failed, command_name, inflated
+from bot.mail.ssh_errors import RefuseUnknownHostKey, connect_error, short
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,6 @@ WINDOW_SIZE = 16 << 20
 # A link whose SSH round trip takes this long is not a LAN (nor loopback, even on a busy host):
 # large outputs travel gzip'ed.
 SLOW_LINK_SECONDS = 0.005
-
-
-class _RefuseUnknownHostKey(paramiko.RejectPolicy):
-    """Refuse a server whose host key is not in known_hosts, naming its fingerprint."""
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        reason = _("host key {fingerprint} is not in known_hosts; refusing to connect")
-        raise HostKeyMismatch(hostname, reason.format(fingerprint=key.fingerprint))
 
 
 class RemoteProcess:
@@ -233,7 +226,7 @@ class SSHExecutor:
                 # The connection may have dropped since the last command: re-open it once.
                 self._drop()
                 if attempt == 2:
-                    reason = _("could not start a command: {error}").format(error=_short(exc))
+                    reason = _("could not start a command: {error}").format(error=short(exc))
                     raise HostUnreachable(self.host, reason) from None
         raise AssertionError("unreachable")
 
@@ -265,7 +258,7 @@ class SSHExecutor:
             if isinstance(errors[0], ExecutorError):
                 raise errors[0]
             reason = _("sending input to {command} failed: {error}").format(
-                command=process.name, error=_short(errors[0])
+                command=process.name, error=short(errors[0])
             )
             raise HostUnreachable(self.host, reason)
         if check and result.exit_status != 0:
@@ -329,7 +322,7 @@ class SSHExecutor:
         except OSError as exc:
             reason = _("cannot read known_hosts {file}: {error}").format(file=server.known_hosts, error=exc.strerror)
             raise HostKeyMismatch(self.host, reason) from None
-        client.set_missing_host_key_policy(_RefuseUnknownHostKey())
+        client.set_missing_host_key_policy(RefuseUnknownHostKey())
         try:
             pkey = paramiko.PKey.from_path(server.key_file)
         except OSError as exc:
@@ -338,7 +331,7 @@ class SSHExecutor:
         except paramiko.PasswordRequiredException:
             raise AuthFailed(self.host, _("key file {file} is encrypted").format(file=server.key_file)) from None
         except (paramiko.SSHException, ValueError) as exc:
-            reason = _("unusable key file {file}: {error}").format(file=server.key_file, error=_short(exc))
+            reason = _("unusable key file {file}: {error}").format(file=server.key_file, error=short(exc))
             raise AuthFailed(self.host, reason) from None
         timeout = server.connect_timeout_seconds
         try:
@@ -350,7 +343,7 @@ class SSHExecutor:
             )  # fmt: skip
         except BaseException as exc:
             client.close()
-            raise _connect_error(self.host, server, exc) from None
+            raise connect_error(self.host, server, exc) from None
         return client
 
     def _drop(self) -> None:
@@ -381,24 +374,6 @@ def _round_trip(transport: paramiko.Transport, tries: int = 3) -> float:
     return best
 
 
-def _connect_error(host: str, server: ServerConfig, exc: BaseException) -> BaseException:
-    """Return the mailfix error for a failed connect (anything unexpected is returned unchanged)."""
-    if isinstance(exc, HostKeyMismatch):
-        return exc
-    if isinstance(exc, paramiko.BadHostKeyException):
-        got, known = exc.key.fingerprint, exc.expected_key.fingerprint
-        return HostKeyMismatch(
-            host, _("host key changed: got {got}, known_hosts has {known}").format(got=got, known=known)
-        )
-    if isinstance(exc, paramiko.AuthenticationException):
-        return AuthFailed(host, _("the server refused the key for user {user}").format(user=repr(server.user)))
-    if isinstance(exc, OSError | EOFError | paramiko.SSHException):
-        return HostUnreachable(
-            host, _("cannot connect to port {port}: {error}").format(port=server.port, error=_short(exc))
-        )
-    return exc
-
-
 def _feed(process: RemoteProcess, stdin: bytes | Iterable[bytes], errors: list[BaseException]) -> None:
     """Write `stdin` to `process` and close it, recording (not raising) any failure."""
     try:
@@ -407,9 +382,3 @@ def _feed(process: RemoteProcess, stdin: bytes | Iterable[bytes], errors: list[B
         process.close_stdin()
     except BaseException as exc:  # handed to the thread that waits for the command
         errors.append(exc)
-
-
-def _short(exc: BaseException) -> str:
-    """Return a one-line description of `exc` without anything but its class and message."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
