@@ -233,7 +233,7 @@ class Config:
         for server in self.servers:
             if server.name == name:
                 return server
-        raise UnknownServer(name or i18n._("(none given)"), [s.name for s in self.servers])
+        raise UnknownServer(name or _("(none given)"), [s.name for s in self.servers])
 
 
 @dataclass(frozen=True)

@@ -74,20 +74,6 @@ def usage() -> str:
     return "\n".join(f"`{COMMAND} {syntax}` {_(text)}" for syntax, text in USAGE_LINES)
 
 
-class _Usage:
-    """`USAGE` for the callers that format it into a text (`.format(usage=blocks.USAGE)`, f-strings):
-    the usage in the language spoken when it is shown, never the one spoken at import time."""
-
-    def __str__(self) -> str:
-        return usage()
-
-    def __format__(self, spec: str) -> str:
-        return format(usage(), spec)
-
-
-USAGE = _Usage()
-
-
 @dataclass(frozen=True)
 class Message:
     """A Slack message: the fallback `text` (notifications, screen readers) and its blocks."""

@@ -74,7 +74,7 @@ def handle_mailfix_command(ack: Ack, body: dict, respond: Respond, runbook: Runb
     """Ack at once (usage and errors go in the ack itself); run the rest in the background."""
     command = parse_command(body.get("text", ""))
     if command.problem:
-        ack(**blocks.error_message(command.problem, _("Usage:\n{usage}").format(usage=blocks.USAGE)).as_kwargs())
+        ack(**blocks.error_message(command.problem, _("Usage:\n{usage}").format(usage=blocks.usage())).as_kwargs())
         return
     if command.verb == "help":
         ack(**blocks.help_message().as_kwargs())

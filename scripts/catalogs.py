@@ -17,7 +17,6 @@ import json
 import re
 import string
 import sys
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,29 +29,17 @@ LOCALE_DIR = ROOT / "bot" / "locale"
 SOURCES = ("bot", "handlers")
 DOMAIN = "mailfix"
 LANGUAGES = ("en", "es_MX")
-Message = str | tuple[str, str]  # a text, or (singular, plural)
 
 
-def extract(sources: Iterable[Path] | None = None) -> Catalog:
-    """Return a template catalog of every message marked in the source (or in `sources`, files or dirs)."""
+def extract() -> Catalog:
+    """Return a template catalog of every message marked in the source (bot/ and handlers/)."""
     template = Catalog(project="mailfix", domain=DOMAIN, charset="utf-8")
-    for top in sources or [ROOT / s for s in SOURCES]:
-        found = (
-            extract_from_dir(str(top), method_map=[("**.py", "python")], keywords=DEFAULT_KEYWORDS)
-            if top.is_dir()
-            else _extract_file(top)
-        )
+    for top in (ROOT / s for s in SOURCES):
+        found = extract_from_dir(str(top), method_map=[("**.py", "python")], keywords=DEFAULT_KEYWORDS)
         for filename, lineno, message, comments, context in found:
-            where = (str((top / filename if top.is_dir() else top).relative_to(ROOT)), lineno)
+            where = (str((top / filename).relative_to(ROOT)), lineno)
             template.add(message, locations=[where], auto_comments=comments, context=context)
     return template
-
-
-def _extract_file(path: Path) -> Iterator[tuple[str, int, Message, list[str], str | None]]:
-    from babel.messages.extract import extract_from_file
-
-    for lineno, message, comments, context in extract_from_file("python", str(path), keywords=DEFAULT_KEYWORDS):
-        yield path.name, lineno, message, comments, context
 
 
 def catalog_path(language: str) -> Path:
@@ -137,22 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("verb", choices=("update", "check"))
     parser.add_argument("--translations", nargs="*", type=Path, default=[], help="JSON files: English -> Spanish")
-    parser.add_argument("--files", nargs="*", type=Path, default=None, help="check only these source files")
     args = parser.parse_args(argv)
-    translations: dict[str, str] = {}
-    for path in args.translations:
-        translations.update(json.loads(path.read_text()))
     if args.verb == "update":
+        translations: dict[str, str] = {}
+        for path in args.translations:
+            translations.update(json.loads(path.read_text()))
         update(translations)
         return 0
-    template = extract([p.resolve() for p in args.files] if args.files else None)
-    found = []
-    for language in LANGUAGES:
-        catalog = read(language)
-        if translations and language != "en":  # a helper's own translations, before they are merged
-            for key, text in translations.items():
-                catalog.add(key, text if isinstance(text, str) else tuple(text))
-        found += [p for p in problems(template, catalog) if not (language == "en" and translations)]
+    template = extract()
+    found = [p for language in LANGUAGES for p in problems(template, read(language))]
     print("\n".join(found) or f"complete: {len(template)} messages")
     return 1 if found else 0
 

@@ -1,5 +1,5 @@
 """Stored values as people read them, in the current language: a state, an event (what a person asked to do),
-what an approval asks for, how it was decided, how a user was told. The keys are the values the database and
+what an approval asks for, how it was decided. The keys are the values the database and
 the state table hold (plain strings: this module imports nothing of the core, so `bot.errors` may use it);
 the texts are marked here and translated where shown. In English each reads as its value with spaces.
 """
