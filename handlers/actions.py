@@ -56,7 +56,10 @@ def handle_start_incident_action(ack: Ack, body: dict, runbook: Runbook, worker:
 
 def _start_from_alert(runbook: Runbook, body: dict, client: WebClient) -> None:
     # The clicker hears back like after `/mailfix start`; the watch's next poll takes the button away.
-    incident = runbook.start(server=body["actions"][0]["value"], actor=user_of(body))
+    server = body["actions"][0].get("value")
+    if not isinstance(server, str):  # the alert's button carries the server's name: nothing else starts one
+        raise requests.BadRequest(_("this button's value is not one mailfix wrote"))
+    incident = runbook.start(server=server, actor=user_of(body))
     tell(body, client, blocks.started_message(incident, runbook.config.channel))
 
 
