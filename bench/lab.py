@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.mail.digest import digest_filter
 from tests.integration.flood import flood
 from tests.integration.lab import Lab
 
@@ -105,10 +106,11 @@ def describe_queue(lab: Lab) -> str:
         recipients += len(addresses)
         distinct.update(addresses)
         senders.add(message["sender"])
+    digest = subprocess.run(["sh", "-c", digest_filter()], input=out, capture_output=True, check=True).stdout
     return (
         f"{messages} messages, {recipients} recipients ({recipients / max(messages, 1):.1f} per message), "
         f"{len(distinct)} distinct recipient addresses, {len(senders)} distinct senders, "
-        f"listing {len(out) / 1e6:.1f} MB"
+        f"listing {len(out) / 1e6:.1f} MB (the diagnosis's digest of it: {len(digest) / 1e6:.1f} MB)"
     )
 
 

@@ -9,15 +9,13 @@ import pytest
 from bot.core.diagnosis import from_json, to_json
 from bot.core.mailserver import Diagnosis, Selection
 from bot.mail.queue import (
-    KEEP_RANKED,
-    PRUNE_AT,
     QueueAggregator,
-    TopCounter,
     _parse_each,
     _parse_regular,
     account_aliases,
     parse_line,
 )
+from bot.mail.ranking import KEEP_RANKED, PRUNE_AT, TopCounter
 from bot.mail.selection import SelectionMatcher, select_ids
 from bot.mail.suspects import Verdict, find_suspect
 from bot.terminal.diagnosis import render_diagnosis

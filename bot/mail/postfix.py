@@ -6,8 +6,9 @@ per call, fed while `postqueue -j` is still listing, so that listing and acting 
 the suspect's mail right after the diagnosis uses the IDs the diagnosis listed: the queue is listed
 once from `mailfix start` to the flood held, as an admin would with the bare tools.
 
-On the server the listing loses the members the diagnosis does not read (`TRIM_LISTING`), and on a
-slow link it and the log lines travel gzip'ed (`SSHExecutor.compresses`).
+On the server a diagnosis reads the queue's digest (`bot.mail.digest`: a line per message, the
+recipients ranked there), a selection the listing without the members it does not read
+(`TRIM_LISTING`); on a slow link these and the log lines travel gzip'ed (`SSHExecutor.compresses`).
 
 Blocking a login needs every smtpd service that accepts SASL logins to consult the map before
 `permit_sasl_authenticated`, in main.cf or in the service's `-o` overrides in master.cf:
@@ -38,6 +39,7 @@ from bot.core.progress import Hook
 from bot.errors import CommandFailed, CommandTimeout, HostUnreachable
 from bot.i18n import _
 from bot.mail.commands import TRIM_LISTING, reblocked
+from bot.mail.digest import DigestReader, digest_filter
 from bot.mail.executor import RemoteProcess, SSHExecutor
 from bot.mail.mailboxes import Mailboxes
 from bot.mail.passwords import SHELL_PATH, set_password
@@ -281,9 +283,9 @@ class PostfixServer:
 
     # ---- helpers --------------------------------------------------------------------------
 
-    def _listing(self) -> RemoteProcess:
+    def _listing(self, through: str = TRIM_LISTING) -> RemoteProcess:
         compress = self.executor.compresses()
-        argv = reblocked([POSTQUEUE, "-j"], through=TRIM_LISTING, gzip=compress)
+        argv = reblocked([POSTQUEUE, "-j"], through=through, gzip=compress)
         process = self.executor.start(argv, gunzip=compress)
         process.close_stdin()
         return process
@@ -312,10 +314,11 @@ class PostfixServer:
                         prefetch.start(pool, newest_of_leading_login(done.result().login_of), self._subjects)
 
                 sasl.add_done_callback(guess_from_log)
-            listing = self._listing()
+            listing = self._listing(digest_filter())
+            digest = DigestReader(aggregator, self.executor.host)
             try:
                 for batch in listing.line_batches():
-                    aggregator.add_batch(batch)
+                    digest.add_batch(batch)
                     if aggregator.login_of is None and sasl.done():
                         aggregator.set_logins(sasl.result().login_of)
                     if prefetch_samples and aggregator.total >= PREFETCH_AFTER:
@@ -323,6 +326,7 @@ class PostfixServer:
                     if progress is not None:
                         progress(aggregator.total, None)  # how many there are shows only at the end
                 listing.wait()
+                digest.finish()
                 if aggregator.login_of is None:
                     aggregator.set_logins(sasl.result().login_of)
             finally:

@@ -13,7 +13,6 @@ messages once each).
 
 from __future__ import annotations
 
-import heapq
 import json
 import operator
 import re
@@ -25,7 +24,8 @@ from itertools import chain, compress
 from operator import itemgetter
 from typing import Any
 
-from bot.core.mailserver import NOT_ACCOUNTS, QueueSnapshot, Ranked
+from bot.core.mailserver import NOT_ACCOUNTS, QueueSnapshot
+from bot.mail.ranking import TopCounter, ranked
 
 _loads: Callable[[bytes | str], Any]
 try:  # orjson parses a queue line several times faster than json
@@ -37,9 +37,6 @@ except ImportError:  # pragma: no cover - the standard library is enough, only s
 
 NULL_SENDER = "MAILER-DAEMON"
 TOP_N = 10
-# A ranking summary keeps the KEEP_RANKED best names when it holds more than PRUNE_AT (about 7 MB).
-KEEP_RANKED = 1000
-PRUNE_AT = 50_000
 SAMPLES_PER_NAME = 3
 QUEUE_NAMES = ("active", "deferred", "hold", "incoming", "maildrop")
 # Postfix prints queue_name and queue_id first; reading them without a full parse lets a
@@ -104,6 +101,8 @@ class Batch:
     total_bytes: int
     oldest_arrival: float | None
     malformed: int
+    # The local recipients and their messages' IDs, when the parser found them itself (else from the above).
+    local_recipients: tuple[list[str], list[str]] | None = None
 
 
 def parse_batch(lines: list[bytes]) -> Batch:
@@ -193,37 +192,6 @@ def _parse_each(lines: list[bytes]) -> Batch:
     )
 
 
-class TopCounter:
-    """The most frequent names of a stream in bounded memory: a batched Misra–Gries summary.
-
-    Names are counted exactly until more than `prune_at` distinct ones are held; then every count
-    is lowered by the (keep+1)-th largest, `cut`, and the names left at zero are dropped. A name
-    loses at most `cut` per pruning, so its count is low by at most `error` (the sum of the cuts);
-    and each pruning removes at least (keep+1) * cut occurrences, so `error` <= N / (keep+1) for N
-    names added. Every name with more than `error` occurrences is still held. Until the first
-    pruning (`error` == 0) the counts are exact.
-    """
-
-    def __init__(self, *, keep: int = KEEP_RANKED, prune_at: int = PRUNE_AT) -> None:
-        self.keep = keep
-        self.prune_at = max(prune_at, keep + 1)
-        self.counts: Counter[str] = Counter()
-        self.error = 0
-
-    def update(self, names: Iterable[str]) -> None:
-        self.counts.update(names)  # in C, for a list
-        if len(self.counts) > self.prune_at:
-            cut = heapq.nlargest(self.keep + 1, self.counts.values())[-1]
-            self.counts = Counter({name: n - cut for name, n in self.counts.items() if n > cut})
-            self.error += cut
-
-    def get(self, name: str, default: int = 0) -> int:
-        return self.counts.get(name, default)
-
-    def most_common(self, n: int) -> list[tuple[str, int]]:
-        return self.counts.most_common(n)
-
-
 class QueueAggregator:
     """Totals, rankings and a few sample IDs of a queue, fed one batch of `postqueue -j` lines at a time."""
 
@@ -285,15 +253,22 @@ class QueueAggregator:
 
     def add_batch(self, lines: list[bytes]) -> None:
         """Aggregate a list of lines; blank lines are skipped, malformed ones counted."""
-        batch = parse_batch(lines)
+        self.add_parsed(parse_batch(lines))
+
+    def add_totals(self, *, total_bytes: int, oldest_arrival: float | None) -> None:
+        """Add sizes and an oldest arrival found elsewhere (the server's digest, a parsed batch)."""
+        self.total_bytes += total_bytes
+        if oldest_arrival is not None:
+            old = self.oldest_arrival
+            self.oldest_arrival = oldest_arrival if old is None else min(old, oldest_arrival)
+
+    def add_parsed(self, batch: Batch) -> None:
+        """Aggregate a parsed batch."""
         self.malformed += batch.malformed
+        self.add_totals(total_bytes=batch.total_bytes, oldest_arrival=batch.oldest_arrival)
         if not batch.ids:
             return
         self.total += len(batch.ids)
-        self.total_bytes += batch.total_bytes
-        if batch.oldest_arrival is not None:
-            oldest = batch.oldest_arrival
-            self.oldest_arrival = oldest if self.oldest_arrival is None else min(self.oldest_arrival, oldest)
         # Counter.update on a list counts in C.
         self.by_queue.update(batch.queue_names)
         self.senders.update(batch.senders)
@@ -301,10 +276,14 @@ class QueueAggregator:
         suffix = self.mail_suffix  # inline of is_local: this runs for every message and recipient
         local = [s.endswith(suffix) or "@" not in s for s in batch.senders]
         self.local_senders.update(compress(batch.senders, local))
-        local_to = [r.endswith(suffix) or "@" not in r for r in batch.recipients]
-        self.local_recipients.update(compress(batch.recipients, local_to))
-        local_ids = compress(batch.recipient_ids, local_to)
-        for recipient, queue_id in zip(compress(batch.recipients, local_to), local_ids, strict=True):
+        if batch.local_recipients is None:
+            local_to = [r.endswith(suffix) or "@" not in r for r in batch.recipients]
+            local_recipients = list(compress(batch.recipients, local_to))
+            local_ids = list(compress(batch.recipient_ids, local_to))
+        else:
+            local_recipients, local_ids = batch.local_recipients
+        self.local_recipients.update(local_recipients)
+        for recipient, queue_id in zip(local_recipients, local_ids, strict=True):
             self.ids_by_recipient.setdefault(recipient, []).append(queue_id)
         self._sample(batch.senders, batch.ids, suffix=self.mail_suffix)
         _collect(
@@ -389,10 +368,8 @@ def _collect(
     open_ids, held_ids = into
     for queue_name, queue_id, name in zip(queue_names, ids, names, strict=True):
         if name is not None:
-            (held_ids if queue_name == "hold" else open_ids).setdefault(name, []).append(queue_id)
-
-
-def ranked(counter: Mapping[str, int], n: int) -> tuple[Ranked, ...]:
-    """Return the `n` most common names of `counter`, ties broken by name."""
-    best = heapq.nsmallest(n, counter.items(), key=lambda item: (-item[1], item[0]))  # O(len log n)
-    return tuple(Ranked(name, count) for name, count in best)
+            into_ids = held_ids if queue_name == "hold" else open_ids
+            if name in into_ids:  # not setdefault: no empty list made for each of a flood's messages
+                into_ids[name].append(queue_id)
+            else:
+                into_ids[name] = [queue_id]

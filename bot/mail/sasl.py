@@ -29,7 +29,8 @@ from bot.core.mailserver import Ranked
 from bot.i18n import _
 from bot.mail.commands import command_failed, reblocked
 from bot.mail.executor import SSHExecutor
-from bot.mail.queue import account_aliases, ranked
+from bot.mail.queue import account_aliases
+from bot.mail.ranking import ranked
 from bot.mail.restrictions import Blocking, read_blocking
 
 # The server sends only the lines that may name a queue ID's login. grep -F finds the candidates

@@ -11,7 +11,7 @@ import pytest
 from bench.link import ThrottledLink
 from bot.core.diagnosis import to_json
 from bot.core.mailserver import Selection
-from bot.mail import postfix, postsuper
+from bot.mail import digest, postfix, postsuper
 from bot.mail.commands import command_name
 from bot.mail.postfix import PostfixServer
 from tests.integration.flood import flood, queue_entries
@@ -61,6 +61,45 @@ def test_a_compressed_diagnosis_equals_a_plain_one(clean_lab: Lab) -> None:
             server.close()
     assert found["always"] == found["never"]
     assert found["always"]["suspect"]["login"] == "victim" and found["always"]["suspect"]["queued_by_login"] >= 400
+
+
+def test_the_diagnosis_reads_the_servers_digest_and_finds_what_the_whole_listing_shows(
+    clean_lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab's perl digests the listing; without it (the filter a plain `cat`) the diagnosis is the same."""
+    flood(clean_lab, count=300, recipients=(1, 50), body_bytes=1200, inbox=0)
+    wait_until_settled(clean_lab)
+    readers: list[digest.DigestReader] = []
+
+    class Recorded(digest.DigestReader):
+        def finish(self) -> None:
+            readers.append(self)
+            super().finish()
+
+    monkeypatch.setattr(postfix, "DigestReader", Recorded)
+    found = []
+    for through in (digest.digest_filter(), "cat"):
+        monkeypatch.setattr(postfix, "digest_filter", lambda through=through: through)
+        server = PostfixServer(clean_lab.server_config())
+        try:
+            found.append(to_json(server.diagnose(flood_threshold=100)))
+            del found[-1]["queue"]["oldest_age_seconds"]
+        finally:
+            server.close()
+    assert [reader.is_digest for reader in readers] == [True, False]
+    assert found[0] == found[1]
+    assert found[0]["suspect"]["login"] == "victim" and found[0]["queue"]["total"] >= 300
+
+
+def test_the_link_is_encrypted_with_aes_gcm(clean_lab: Lab) -> None:
+    """AES-GCM is preferred (no per-packet MAC for paramiko to check in Python); OpenSSH agrees to it."""
+    server = PostfixServer(clean_lab.server_config())
+    try:
+        server.executor.compresses()  # connects
+        transport = server.executor._transport()
+        assert (transport.local_cipher, transport.remote_cipher) == ("aes128-gcm@openssh.com",) * 2
+    finally:
+        server.close()
 
 
 def test_auto_compression_follows_the_link(clean_lab: Lab) -> None:

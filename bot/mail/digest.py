@@ -1,0 +1,161 @@
+"""The queue's digest: `postqueue -j` read on the server by a fixed perl script, so that a diagnosis
+receives a short line of text per message instead of a JSON object.
+
+What the diagnosis reads is the queue, ID, sender and recipients of each message; the listing also
+carries a delay_reason per recipient (most of a deferred flood's listing), JSON's punctuation and
+members nobody reads. Sending, decrypting and parsing all of it costs more than the listing itself.
+The script prints, in order:
+
+    mailfix-digest 1                          the header: what follows is a digest
+    d<TAB>QUEUEID<TAB>sender<TAB>recipient... a message it read (the first letter of its queue);
+                                              sender and recipients lower-cased
+    j<TAB>{"queue_name": ...}                 a line it would not read, as postqueue printed it
+    .<TAB>bytes<TAB>oldest                    the end: the sizes of the messages it read summed,
+                                              and their oldest arrival
+
+It reads a line only when the whole line has Postfix's own shape and every address in it is plain
+printable ASCII without quotes or backslashes; anything else (escapes, non-ASCII, members it does
+not know, anything that is not JSON) travels as it came and the bot parses it as JSON, as it would
+parse a whole listing. So a crafted line can make the diagnosis slower, never make it read another
+address. Without perl the listing travels whole (no header); a digest without its end line is a
+listing cut short.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from itertools import chain
+
+from bot.core.mailserver import NOT_ACCOUNTS
+from bot.errors import CommandFailed
+from bot.i18n import _
+from bot.mail.queue import NULL_SENDER, Batch, QueueAggregator
+
+HEADER = b"mailfix-digest 1"
+QUEUE_OF = {"a": "active", "d": "deferred", "h": "hold", "i": "incoming", "m": "maildrop"}
+_WITHOUT_AT = re.compile(r"\t[^@\t]*+(?=\t|\Z)")  # a field without "@" (after the first tab searched)
+_READ = frozenset(f"{letter}\t".encode() for letter in QUEUE_OF)
+
+# $S: printable ASCII but for " and \ (no escape, no control character, so no tab or newline).
+# $list: the recipients exactly as Postfix prints them (other members' strings may hold escapes).
+# In a $list that matched, a `{"address": "` can only start a recipient: inside a string every " is
+# escaped, so the addresses come out by a plain global match, in order.
+_SCRIPT = r"""use strict;
+my $S = qr/[\x20\x21\x23-\x5b\x5d-\x7e]*+/;
+my $head = qr/^\{"queue_name": "(active|deferred|hold|incoming|maildrop)", "queue_id": "([0-9A-Za-z]++)", /;
+my $sizes = qr/"arrival_time": ([0-9]{1,15}), "message_size": ([0-9]{1,15}), (?:"forced_expire": (?:true|false), )?/;
+my $tail = qr/"sender": "($S)", "recipients": \[(.*)\]\}\z/;
+my $list = qr/\A(?:\{"address": "$S"(?:, "[a-z_]++": "(?:[^"\\]++|\\.)*+")*+\}(?:, (?=\{)|\z))*+\z/;
+my ($bytes, $oldest) = (0);
+print "mailfix-digest 1\n";
+while (my $line = <STDIN>) {
+    chomp $line;
+    next if $line eq '';
+    if ($line =~ /$head$sizes$tail/o) {
+        my ($queue, $id, $arrival, $size, $sender, $to) = (substr($1, 0, 1), $2, $3, $4, $5, $6);
+        if ($to =~ $list) {
+            $bytes += $size;
+            $oldest = $arrival if !defined $oldest || $arrival < $oldest;
+            print "$queue\t$id\t", lc(join("\t", $sender, $to =~ /\{"address": "($S)"/g)), "\n";
+            next;
+        }
+    }
+    print "j\t", $line, "\n";
+}
+print join("\t", '.', $bytes, $oldest // ''), "\n";
+"""
+
+
+def digest_filter() -> str:
+    """Return the shell filter that turns `postqueue -j` into the digest (the whole listing without perl)."""
+    return f"if command -v perl >/dev/null 2>&1; then LC_ALL=C perl -e {shlex.quote(_SCRIPT)}; else cat; fi"
+
+
+class DigestReader:
+    """Feeds an aggregator the batches of a listing that may be a digest (or, without perl, plain JSON)."""
+
+    def __init__(self, aggregator: QueueAggregator, host: str) -> None:
+        self.aggregator = aggregator
+        self.host = host
+        self.is_digest: bool | None = None  # known at the first line
+        self.ended = False
+
+    def add_batch(self, lines: list[bytes]) -> None:
+        if self.is_digest is None and lines:
+            self.is_digest = lines[0] == HEADER
+            if self.is_digest:
+                lines = lines[1:]
+        if not self.is_digest:
+            self.aggregator.add_batch(lines)
+            return
+        if self.ended and any(lines):
+            raise self._broken(_("the queue digest went on after its end"))
+        raw: list[bytes] = []  # lines the script passed as they came
+        read: list[str] = []  # lines it read; each run goes in as it comes, so the order stays
+        for line in lines:
+            if line[:2] == b"j\t":
+                if read:
+                    self.aggregator.add_parsed(_batch_of(read, self.aggregator.mail_suffix))
+                    read = []
+                raw.append(line[2:])
+            elif line[:2] in _READ:
+                if raw:
+                    self.aggregator.add_batch(raw)
+                    raw = []
+                read.append(line.decode("utf-8", "replace"))
+            elif line[:1] == b".":
+                self._end(line)
+            elif line:
+                raise self._broken(_("the queue digest has a line it should not have"))
+        if raw:
+            self.aggregator.add_batch(raw)
+        if read:
+            self.aggregator.add_parsed(_batch_of(read, self.aggregator.mail_suffix))
+
+    def finish(self) -> None:
+        """Raise CommandFailed if a digest stopped before its end line (a listing cut short)."""
+        if self.is_digest and not self.ended:
+            raise self._broken(_("the queue digest was cut short"))
+
+    def _end(self, line: bytes) -> None:
+        _, size, oldest = line.split(b"\t")
+        self.ended = True
+        self.aggregator.add_totals(total_bytes=int(size), oldest_arrival=int(oldest) if oldest else None)
+
+    def _broken(self, reason: str) -> CommandFailed:
+        return CommandFailed(self.host, reason)
+
+
+def _batch_of(lines: list[str], suffix: str) -> Batch:
+    """Return the Batch of the digest's message lines (queue letter, ID, sender, recipients; tab-separated).
+
+    `suffix` is the mail domain's "@domain": only the few messages whose recipients hold it, or an
+    address without "@", are searched for local recipients (a flood sends to millions of others).
+    """
+    rows = [line.split("\t") for line in lines]
+    ids = [fields[1] for fields in rows]
+    senders = [fields[2] for fields in rows]
+    if not NOT_ACCOUNTS.isdisjoint(senders):
+        senders = [NULL_SENDER if sender in NOT_ACCOUNTS else sender for sender in senders]
+    # A message counts once per distinct recipient.
+    to = [fields[3:] if len(fields) < 5 else list(dict.fromkeys(fields[3:])) for fields in rows]
+    local: tuple[list[str], list[str]] = ([], [])
+    for line, fields, found in zip(lines, rows, to, strict=True):
+        start = len(fields[0]) + len(fields[1]) + len(fields[2]) + 3  # where the recipients begin
+        if line.find(suffix, start) >= 0 or _WITHOUT_AT.search(line, start - 1):
+            for address in found:
+                if address.endswith(suffix) or "@" not in address:
+                    local[0].append(address)
+                    local[1].append(fields[1])
+    return Batch(
+        queue_names=[QUEUE_OF[fields[0]] for fields in rows],
+        ids=ids,
+        senders=senders,
+        recipients=list(chain.from_iterable(to)),
+        recipient_ids=[],
+        total_bytes=0,
+        oldest_arrival=None,
+        malformed=0,
+        local_recipients=local,
+    )
