@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.errors import CommandFailed
-from bot.mail.digest import HEADER, DigestReader, digest_filter
+from bot.mail.digest import HEADER, WHOLE, DigestReader, digest_filter
 from bot.mail.queue import QueueAggregator
 from bot.mail.ranking import KEEP_RANKED, PRUNE_AT
 
@@ -69,6 +69,22 @@ CRAFTED = [
     dumps(message("Q-16", "victim@lab.test", "boss@lab.test")),
     # One address with two "@" and one with none: the quick search for local recipients must see "root".
     dumps(message("Q20", "spam@example.com", "a@@b.example", "root")),
+    # Lines a JSON parser reads differently from, or refuses unlike, a pattern (found in review).
+    b'{"queue_name": "deferred", "queue_id": "Q22", "arrival_time": 1699999940, "message_size": 900, '
+    b'"sender": "spam@example.com", "recipients": [{"address": "x@example.com", "address": "boss@lab.test"}]}',
+    *(
+        tricky(queue_id, "boss@lab.test", "@").replace(b'"@"', reason)
+        for queue_id, reason in [
+            ("Q23", b'"a\x01b"'),
+            ("Q24", b'"a\xffb"'),
+            ("Q25", b'"a\\qb"'),
+            ("Q26", b'"\\ud800"'),
+            ("Q27", b'"\\ud83d\\ude00"'),
+        ]
+    ),
+    tricky("Q28", "boss@lab.test", "x").replace(b'"message_size": 900', b'"message_size": 0900'),
+    # An active message's recipient has no delay_reason yet.
+    dumps({**message("Q21", "victim@lab.test"), "recipients": [{"address": "boss@lab.test"}]}),
     b"garbage",
     b"   ",
     b' {"queue_name": "deferred", "queue_id": "Q18", "sender": "", "recipients": []}',
@@ -133,13 +149,13 @@ def test_the_digest_finds_what_the_whole_listing_shows_on_crafted_lines() -> Non
 def test_the_script_reads_only_lines_of_postfix_shape_and_passes_the_rest_as_they_came() -> None:
     lines = run_digest(CRAFTED).splitlines()
     read = {line.split(b"\t")[1] for line in lines if line[:2] in (b"a\t", b"d\t", b"h\t")}
-    assert read == {b"Q1", b"Q2", b"Q3", b"Q4", b"Q5", b"Q6", b"Q10", b"Q12", b"Q15", b"Q20"}
+    assert read == {b"Q1", b"Q2", b"Q3", b"Q4", b"Q5", b"Q6", b"Q10", b"Q12", b"Q15", b"Q20", b"Q21"}
     passed = [line.removeprefix(b"j\t") for line in lines if line.startswith(b"j\t")]
     assert passed == [line for line in CRAFTED if line and json_id(line) not in read]
     # What the delay_reason spelled out is not read as a recipient, and local recipients are exact.
     assert b"d\tQ4\tvictim@lab.test\tx@example.com" in lines
     assert b"d\tQ1\tvictim@lab.test\ta@example.com\ta@example.com\tboss@lab.test\troot" in lines
-    assert lines[-1] == b".\t9000\t1699999940"  # the 10 messages it read
+    assert lines[-1] == b".\t9900\t1699999940"  # the 11 messages it read
 
 
 def json_id(line: bytes) -> bytes | None:
@@ -158,13 +174,16 @@ addresses = st.one_of(
 messages = st.builds(
     lambda queue_id, queue, sender, recipients, reasons: {
         **message(queue_id, sender, queue=queue),
-        "recipients": [{"address": a, "delay_reason": r} for a, r in zip(recipients, reasons, strict=False)],
+        "recipients": [
+            {"address": a} if r is None else {"address": a, "delay_reason": r}
+            for a, r in zip(recipients, reasons, strict=False)
+        ],
     },
     queue_id=st.sampled_from(["Q1", "Q2", "Q9", "QA", "QB"]),
     queue=st.sampled_from(["active", "deferred", "hold", "incoming"]),
     sender=addresses,
     recipients=st.lists(addresses, max_size=5),
-    reasons=st.lists(st.text(max_size=20), min_size=5, max_size=5),
+    reasons=st.lists(st.none() | st.text(max_size=20), min_size=5, max_size=5),
 )
 
 
@@ -176,7 +195,8 @@ def test_the_digest_finds_what_the_whole_listing_shows_on_any_listing(drawn: lis
 
 
 def test_the_digest_ranks_as_the_whole_listing_does_beyond_the_pruning() -> None:
-    """Past PRUNE_AT distinct recipients the ranking is a summary: the same one, heavy hitters within its bound."""
+    """Past PRUNE_AT distinct recipients the ranking is a summary: fed in the same batches, the same one; the
+    heavy hitters within its bound and the local counts exact."""
     heavy = {f"heavy{i}@example.com": 400 - i for i in range(20)}
     listing, n = [], 0
     for i in range(PRUNE_AT + 20_000):
@@ -210,6 +230,17 @@ def test_a_digest_cut_short_is_an_error_not_a_short_listing() -> None:
         reader.finish()
 
 
+def test_output_that_is_empty_or_goes_on_after_the_end_is_an_error() -> None:
+    reader = DigestReader(QueueAggregator(login_of={}, mail_domain=DOMAIN), "lab")
+    with pytest.raises(CommandFailed, match="empty"):
+        reader.finish()  # perl killed before it wrote anything: not an empty queue
+    lines = run_digest(CRAFTED[:2]).splitlines()
+    with pytest.raises(CommandFailed, match="after its end"):
+        reader.add_batch([*lines, b"d\tQ9\tvictim@lab.test"])
+    with pytest.raises(CommandFailed, match="did not start"):
+        DigestReader(QueueAggregator(login_of={}, mail_domain=DOMAIN), "lab").add_batch(CRAFTED[:1])
+
+
 def test_an_empty_queue_is_a_whole_digest() -> None:
     aggregator = through_digest([])
     assert aggregator.total == 0 and aggregator.snapshot().oldest_age_seconds == 0
@@ -218,10 +249,10 @@ def test_an_empty_queue_is_a_whole_digest() -> None:
 def test_without_perl_the_diagnosis_reads_the_whole_listing(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("sh", "cat"):
+    for tool in ("sh", "cat", "echo"):
         (bin_dir / tool).symlink_to(subprocess.run(["which", tool], capture_output=True, text=True).stdout.strip())
     plain = run_digest(CRAFTED, env={"PATH": str(bin_dir)})
-    assert plain == b"".join(line + b"\n" for line in CRAFTED)
+    assert plain == WHOLE + b"\n" + b"".join(line + b"\n" for line in CRAFTED)
     aggregator = QueueAggregator(login_of=LOGINS, mail_domain=DOMAIN, now=NOW)
     reader = DigestReader(aggregator, "lab")
     reader.add_batch(plain.splitlines())

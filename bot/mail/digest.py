@@ -6,19 +6,20 @@ carries a delay_reason per recipient (most of a deferred flood's listing), JSON'
 members nobody reads. Sending, decrypting and parsing all of it costs more than the listing itself.
 The script prints, in order:
 
-    mailfix-digest 1                          the header: what follows is a digest
+    mailfix-digest 1                          the header: what follows is a digest (without perl,
+                                              "mailfix-listing" and the listing whole)
     d<TAB>QUEUEID<TAB>sender<TAB>recipient... a message it read (the first letter of its queue);
                                               sender and recipients lower-cased
     j<TAB>{"queue_name": ...}                 a line it would not read, as postqueue printed it
     .<TAB>bytes<TAB>oldest                    the end: the sizes of the messages it read summed,
                                               and their oldest arrival
 
-It reads a line only when the whole line has Postfix's own shape and every address in it is plain
-printable ASCII without quotes or backslashes; anything else (escapes, non-ASCII, members it does
+It reads a line only when the whole line has Postfix's own shape, is valid JSON, and every address
+in it is plain printable ASCII without quotes or backslashes; anything else (escapes, non-ASCII, members it does
 not know, anything that is not JSON) travels as it came and the bot parses it as JSON, as it would
 parse a whole listing. So a crafted line can make the diagnosis slower, never make it read another
-address. Without perl the listing travels whole (no header); a digest without its end line is a
-listing cut short.
+address. Output that starts with neither header, or a digest without its end line, is an error,
+never a shorter queue.
 """
 
 from __future__ import annotations
@@ -33,22 +34,28 @@ from bot.i18n import _
 from bot.mail.queue import NULL_SENDER, Batch, QueueAggregator
 
 HEADER = b"mailfix-digest 1"
+WHOLE = b"mailfix-listing"  # the header without perl: the listing follows whole
 QUEUE_OF = {"a": "active", "d": "deferred", "h": "hold", "i": "incoming", "m": "maildrop"}
 _WITHOUT_AT = re.compile(r"\t[^@\t]*+(?=\t|\Z)")  # a field without "@" (after the first tab searched)
 _READ = frozenset(f"{letter}\t".encode() for letter in QUEUE_OF)
 
 # $S: printable ASCII but for " and \ (no escape, no control character, so no tab or newline).
-# $list: the recipients exactly as Postfix prints them (other members' strings may hold escapes).
-# In a $list that matched, a `{"address": "` can only start a recipient: inside a string every " is
-# escaped, so the addresses come out by a plain global match, in order.
+# $J: a JSON string's text in ASCII, escapes allowed but for lone surrogates (what orjson refuses).
+# $N: a JSON number as Postfix prints sizes and times.
+# $list: the recipients exactly as Postfix prints them: an address, maybe a delay_reason, nothing
+# else (a second "address" would be the one a JSON parser keeps). In a $list that matched, a
+# `{"address": "` can only start a recipient (inside a string every " is escaped), so the addresses
+# come out by a plain global match, in order.
 _SCRIPT = r"""use strict;
 my $S = qr/[\x20\x21\x23-\x5b\x5d-\x7e]*+/;
+my $J = qr/(?:[\x20\x21\x23-\x5b\x5d-\x7e]++|\\["\\\/bfnrt]|\\u(?![dD][89a-fA-F])[0-9a-fA-F]{4})*+/;
+my $N = qr/(?:0|[1-9][0-9]{0,14})/;
 my $head = qr/^\{"queue_name": "(active|deferred|hold|incoming|maildrop)", "queue_id": "([0-9A-Za-z]++)", /;
-my $sizes = qr/"arrival_time": ([0-9]{1,15}), "message_size": ([0-9]{1,15}), (?:"forced_expire": (?:true|false), )?/;
+my $sizes = qr/"arrival_time": ($N), "message_size": ($N), (?:"forced_expire": (?:true|false), )?/;
 my $tail = qr/"sender": "($S)", "recipients": \[(.*)\]\}\z/;
-my $list = qr/\A(?:\{"address": "$S"(?:, "[a-z_]++": "(?:[^"\\]++|\\.)*+")*+\}(?:, (?=\{)|\z))*+\z/;
+my $list = qr/\A(?:\{"address": "$S"(?:, "delay_reason": "$J")?\}(?:, (?=\{)|\z))*+\z/;
 my ($bytes, $oldest) = (0);
-print "mailfix-digest 1\n";
+print "@HEADER@\n";
 while (my $line = <STDIN>) {
     chomp $line;
     next if $line eq '';
@@ -69,7 +76,8 @@ print join("\t", '.', $bytes, $oldest // ''), "\n";
 
 def digest_filter() -> str:
     """Return the shell filter that turns `postqueue -j` into the digest (the whole listing without perl)."""
-    return f"if command -v perl >/dev/null 2>&1; then LC_ALL=C perl -e {shlex.quote(_SCRIPT)}; else cat; fi"
+    script = shlex.quote(_SCRIPT.replace("@HEADER@", HEADER.decode()))
+    return f"if command -v perl >/dev/null 2>&1; then LC_ALL=C perl -e {script}; else echo {WHOLE.decode()}; cat; fi"
 
 
 class DigestReader:
@@ -83,17 +91,18 @@ class DigestReader:
 
     def add_batch(self, lines: list[bytes]) -> None:
         if self.is_digest is None and lines:
+            if lines[0] not in (HEADER, WHOLE):
+                raise self._broken(_("the queue listing did not start as mailfix's filter starts it"))
             self.is_digest = lines[0] == HEADER
-            if self.is_digest:
-                lines = lines[1:]
+            lines = lines[1:]
         if not self.is_digest:
             self.aggregator.add_batch(lines)
             return
-        if self.ended and any(lines):
-            raise self._broken(_("the queue digest went on after its end"))
         raw: list[bytes] = []  # lines the script passed as they came
         read: list[str] = []  # lines it read; each run goes in as it comes, so the order stays
         for line in lines:
+            if self.ended and line:
+                raise self._broken(_("the queue digest went on after its end"))
             if line[:2] == b"j\t":
                 if read:
                     self.aggregator.add_parsed(_batch_of(read, self.aggregator.mail_suffix))
@@ -114,7 +123,9 @@ class DigestReader:
             self.aggregator.add_parsed(_batch_of(read, self.aggregator.mail_suffix))
 
     def finish(self) -> None:
-        """Raise CommandFailed if a digest stopped before its end line (a listing cut short)."""
+        """Raise CommandFailed if the output was empty or a digest stopped before its end (cut short)."""
+        if self.is_digest is None:
+            raise self._broken(_("the queue listing came back empty"))
         if self.is_digest and not self.ended:
             raise self._broken(_("the queue digest was cut short"))
 

@@ -6,9 +6,9 @@ per call, fed while `postqueue -j` is still listing, so that listing and acting 
 the suspect's mail right after the diagnosis uses the IDs the diagnosis listed: the queue is listed
 once from `mailfix start` to the flood held, as an admin would with the bare tools.
 
-On the server a diagnosis reads the queue's digest (`bot.mail.digest`: a line per message, the
-recipients ranked there), a selection the listing without the members it does not read
-(`TRIM_LISTING`); on a slow link these and the log lines travel gzip'ed (`SSHExecutor.compresses`).
+A diagnosis reads the queue's digest, made on the server (`bot.mail.digest`: a short line per
+message); a selection reads the listing, trimmed on the server of the members it does not read
+(`TRIM_LISTING`). On a slow link these and the log lines travel gzip'ed (`SSHExecutor.compresses`).
 
 Blocking a login needs every smtpd service that accepts SASL logins to consult the map before
 `permit_sasl_authenticated`, in main.cf or in the service's `-o` overrides in master.cf:

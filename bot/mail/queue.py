@@ -97,11 +97,12 @@ class Batch:
     ids: list[str]
     senders: list[str]  # lower-cased, the null sender as MAILER-DAEMON
     recipients: list[str]  # every message's distinct recipients, lower-cased, one after the other
-    recipient_ids: list[str]  # the queue ID of the message of each entry of `recipients`
+    recipient_ids: list[str]  # the queue ID of the message of each entry of `recipients` (or [], see below)
     total_bytes: int
     oldest_arrival: float | None
     malformed: int
-    # The local recipients and their messages' IDs, when the parser found them itself (else from the above).
+    # The local recipients and their messages' IDs when the parser found them itself; recipient_ids is then
+    # empty (only the local recipients' IDs are kept). None: they are found from recipients and recipient_ids.
     local_recipients: tuple[list[str], list[str]] | None = None
 
 
