@@ -15,7 +15,7 @@ diagnosis, and (read back as typed values) by every renderer.
         "top_recipients": [{"name": str, "count": int}, ...],
         "top_sasl_logins": [{"name": str, "count": int}, ...],  from the Postfix log
         "ranking_error": int               top sender/recipient counts may be low by up to this (0: exact;
-                                           bounded summaries, see bot.mail.queue.TopCounter)
+                                           bounded summaries, see bot.mail.ranking.TopCounter)
       },
       "suspect": null | {
         "address": str, "login": str,
