@@ -36,7 +36,7 @@ from bot.mail.queue import NULL_SENDER, Batch, QueueAggregator
 HEADER = b"mailfix-digest 1"
 WHOLE = b"mailfix-listing"  # the header without perl: the listing follows whole
 QUEUE_OF = {"a": "active", "d": "deferred", "h": "hold", "i": "incoming", "m": "maildrop"}
-_WITHOUT_AT = re.compile(r"\t[^@\t]*+(?=\t|\Z)")  # a field without "@" (after the first tab searched)
+_WITHOUT_AT = re.compile(r"\t[^@\t]*+(?=\t|\Z)")  # a recipient without "@" (searched from the tab before the first)
 _READ = frozenset(f"{letter}\t".encode() for letter in QUEUE_OF)
 
 # $S: printable ASCII but for " and \ (no escape, no control character, so no tab or newline).
