@@ -28,14 +28,13 @@ import re
 import shlex
 from itertools import chain
 
-from bot.core.mailserver import NOT_ACCOUNTS
 from bot.errors import CommandFailed
 from bot.i18n import _
-from bot.mail.queue import NULL_SENDER, Batch, QueueAggregator
+from bot.mail.queue import QUEUE_NAMES, Batch, QueueAggregator, null_sender_named
 
 HEADER = b"mailfix-digest 1"
 WHOLE = b"mailfix-listing"  # the header without perl: the listing follows whole
-QUEUE_OF = {"a": "active", "d": "deferred", "h": "hold", "i": "incoming", "m": "maildrop"}
+QUEUE_OF = {name[0]: name for name in QUEUE_NAMES}  # the script writes a queue's first letter
 _WITHOUT_AT = re.compile(r"\t[^@\t]*+(?=\t|\Z)")  # a recipient without "@" (searched from the tab before the first)
 _READ = frozenset(f"{letter}\t".encode() for letter in QUEUE_OF)
 
@@ -105,7 +104,7 @@ class DigestReader:
                 raise self._broken(_("the queue digest went on after its end"))
             if line[:2] == b"j\t":
                 if read:
-                    self.aggregator.add_parsed(_batch_of(read, self.aggregator.mail_suffix))
+                    self.aggregator.add_parsed(_batch_of(read, self.aggregator))
                     read = []
                 raw.append(line[2:])
             elif line[:2] in _READ:
@@ -120,7 +119,7 @@ class DigestReader:
         if raw:
             self.aggregator.add_batch(raw)
         if read:
-            self.aggregator.add_parsed(_batch_of(read, self.aggregator.mail_suffix))
+            self.aggregator.add_parsed(_batch_of(read, self.aggregator))
 
     def finish(self) -> None:
         """Raise CommandFailed if the output was empty or a digest stopped before its end (cut short)."""
@@ -138,17 +137,16 @@ class DigestReader:
         return CommandFailed(self.host, reason)
 
 
-def _batch_of(lines: list[str], suffix: str) -> Batch:
+def _batch_of(lines: list[str], aggregator: QueueAggregator) -> Batch:
     """Return the Batch of the digest's message lines (queue letter, ID, sender, recipients; tab-separated).
 
-    `suffix` is the mail domain's "@domain": only the few messages whose recipients hold it, or an
-    address without "@", are searched for local recipients (a flood sends to millions of others).
+    Only the few messages whose recipients hold the mail domain's "@domain", or an address without
+    "@", are searched for local recipients (a flood sends to millions of others).
     """
+    suffix = aggregator.mail_suffix
     rows = [line.split("\t") for line in lines]
     ids = [fields[1] for fields in rows]
-    senders = [fields[2] for fields in rows]
-    if not NOT_ACCOUNTS.isdisjoint(senders):
-        senders = [NULL_SENDER if sender in NOT_ACCOUNTS else sender for sender in senders]
+    senders = null_sender_named([fields[2] for fields in rows])
     # A message counts once per distinct recipient.
     to = [fields[3:] if len(fields) < 5 else list(dict.fromkeys(fields[3:])) for fields in rows]
     local: tuple[list[str], list[str]] = ([], [])
@@ -156,7 +154,7 @@ def _batch_of(lines: list[str], suffix: str) -> Batch:
         start = len(fields[0]) + len(fields[1]) + len(fields[2]) + 3  # where the recipients begin
         if line.find(suffix, start) >= 0 or _WITHOUT_AT.search(line, start - 1):
             for address in found:
-                if address.endswith(suffix) or "@" not in address:
+                if aggregator.is_local(address):
                     local[0].append(address)
                     local[1].append(fields[1])
     return Batch(

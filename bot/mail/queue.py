@@ -68,6 +68,13 @@ def sender_of(message: Message) -> str:
     return sender.lower()
 
 
+def null_sender_named(senders: list[str]) -> list[str]:
+    """Return lower-cased `senders` with the null sender (and its spellings) as MAILER-DAEMON."""
+    if NOT_ACCOUNTS.isdisjoint(senders):
+        return senders
+    return [NULL_SENDER if sender in NOT_ACCOUNTS else sender for sender in senders]
+
+
 def recipients_of(message: Message) -> set[str]:
     """Return the distinct recipient addresses of `message`, lower-cased."""
     found = set()
@@ -146,9 +153,7 @@ def _parse_regular(lines: list[bytes]) -> Batch | None:
         distinct = [{r["address"].lower() for r in found} for found in recipient_lists]
         addresses = [address for found in distinct for address in found]
         recipient_ids = [queue_id for queue_id, found in zip(ids, distinct, strict=True) for _ in found]
-    senders = list(map(str.lower, senders))
-    if not NOT_ACCOUNTS.isdisjoint(senders):
-        senders = [NULL_SENDER if sender in NOT_ACCOUNTS else sender for sender in senders]
+    senders = null_sender_named(list(map(str.lower, senders)))
     return Batch(
         queue_names=names,
         ids=ids,
