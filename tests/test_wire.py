@@ -13,6 +13,7 @@ import pytest
 
 from bot.errors import HostUnreachable
 from bot.mail.commands import TRIM_LISTING, reblocked
+from bot.mail import executor
 from bot.mail.executor import RemoteProcess
 from bot.mail.queue import QueueAggregator
 
@@ -141,3 +142,34 @@ def test_a_compressed_output_cut_short_is_an_error_not_a_short_listing() -> None
     packed = gzip.compress(b"\n".join(CRAFTED * 300), compresslevel=1)
     with pytest.raises(HostUnreachable, match="cut short"):
         read([packed[: len(packed) // 2]], gunzip=True)
+
+
+class KeepaliveAnswers:
+    """A transport whose keepalives are answered after the given delays, one per request."""
+
+    def __init__(self, delays: list[float], clock: list[float]) -> None:
+        self.delays, self.clock, self.asked = delays, clock, 0
+
+    def global_request(self, kind: str, wait: bool) -> None:
+        assert (kind, wait) == ("keepalive@openssh.com", True)
+        self.clock[0] += self.delays[self.asked]
+        self.asked += 1
+
+
+@pytest.mark.parametrize(
+    ("delays", "asked", "measured"),
+    [
+        ([0.0002, 0.0001, 0.0001], 1, 0.0002),  # a LAN answers at once: one keepalive
+        ([0.040, 0.040, 0.040], 1, 0.040),  # a 40 ms WAN is plain at the first answer
+        ([0.010, 0.003, 0.003], 2, 0.003),  # a busy LAN host, late once: asked again
+        ([0.010, 0.012, 0.009], 3, 0.009),  # in between every time: the shortest of three
+    ],
+)
+def test_the_link_is_measured_with_as_few_keepalives_as_decide_it(
+    monkeypatch: pytest.MonkeyPatch, delays: list[float], asked: int, measured: float
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(executor.time, "monotonic", lambda: clock[0])
+    transport = KeepaliveAnswers(delays, clock)
+    assert executor._round_trip(transport) == pytest.approx(measured)  # type: ignore[arg-type]
+    assert transport.asked == asked
