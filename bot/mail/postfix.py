@@ -43,7 +43,7 @@ from bot.mail.digest import DigestReader, digest_filter
 from bot.mail.executor import RemoteProcess, SSHExecutor
 from bot.mail.mailboxes import Mailboxes
 from bot.mail.passwords import SHELL_PATH, set_password
-from bot.mail.postsuper import feed_postsuper
+from bot.mail.postsuper import KNOWN_IDS_CHUNK, feed_postsuper
 from bot.mail.queue import QueueAggregator, account_aliases
 from bot.mail.sasl import SaslLog, blocked_keys, login_keys, read_map, read_sasl_log, update_block
 from bot.mail.selection import SelectionMatcher, cleanup_total, select_ids
@@ -164,7 +164,9 @@ class PostfixServer:
         """Put matching messages on hold; return how many."""
         listed = self._listed.take(selection) if self._listed is not None else None
         if listed is not None:
-            return feed_postsuper(self.executor, "-h", iter(listed), progress=progress, total=len(listed))
+            return feed_postsuper(
+                self.executor, "-h", iter(listed), progress=progress, total=len(listed), chunk=KNOWN_IDS_CHUNK, parallel=1
+            )
         return self._postsuper("-h", selection, skip_queues=frozenset({"hold"}), progress=progress)
 
     def release(self, selection: Selection, *, progress: Hook | None = None) -> int:

@@ -10,8 +10,12 @@ from bot.mail.commands import reblocked
 from bot.mail.executor import RemoteProcess, SSHExecutor
 
 POSTSUPER = "/usr/sbin/postsuper"
-POSTSUPER_CHUNK = 10_000  # queue IDs per postsuper process
+POSTSUPER_CHUNK = 10_000  # queue IDs per postsuper process, while a listing still finds them
 POSTSUPER_PARALLEL = 2
+# IDs known before the first process starts (the hold after a diagnosis) go in chunks this large, one
+# process at a time: no listing runs meanwhile, and two processes renaming files in the same queue
+# directories slow each other down (68,000 held in 1.3 s by one process, 1.7 s by 10,000-ID pairs).
+KNOWN_IDS_CHUNK = 100_000
 _POSTSUPER_SUMMARY = re.compile(r"postsuper: (Deleted|Placed on hold|Released from hold): (\d+) messages?")
 
 
@@ -23,13 +27,17 @@ def feed_postsuper(
     before_summary: Callable[[], object] = lambda: None,
     progress: Hook | None = None,
     total: int | None = None,
+    chunk: int | None = None,
+    parallel: int | None = None,
 ) -> int:
     """Run `postsuper FLAG -` on `ids` as they come, a chunk per process; return the sum of their counts.
 
     postsuper reads all its input before it acts: one process per chunk lets it act while the listing
     still runs, and two at a time keep a slow one (deleting is) from holding the rest back. `progress`
     hears the sum so far as each process ends (of `total` IDs, when known before they are listed).
+    `chunk` and `parallel` default to POSTSUPER_CHUNK and POSTSUPER_PARALLEL.
     """
+    chunk, parallel = chunk or POSTSUPER_CHUNK, parallel or POSTSUPER_PARALLEL
     running: list[RemoteProcess] = []
     acted = 0
 
@@ -40,11 +48,11 @@ def feed_postsuper(
             progress(acted, total)
 
     try:
-        for chunk in _chunks(ids, POSTSUPER_CHUNK):  # an empty selection runs nothing
-            if len(running) == POSTSUPER_PARALLEL:
+        for lines in _chunks(ids, chunk):  # an empty selection runs nothing
+            if len(running) == parallel:
                 finish_oldest()
             running.append(executor.start(reblocked([POSTSUPER, flag, "-"], stream="stderr")))
-            running[-1].write(chunk)
+            running[-1].write(lines)
             running[-1].close_stdin()
         before_summary()  # a failed listing must fail the step, not pass for a short one
         while running:

@@ -139,6 +139,43 @@ def test_the_hold_after_a_diagnosis_lists_nothing_and_holds_exactly_the_flood(
     assert len(others) == report.legit + report.bounces  # colleagues' mail and bounces to victim not held
 
 
+def test_a_hold_of_listed_ids_runs_its_postsuper_processes_one_at_a_time(
+    clean_lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No listing runs meanwhile, so the chunks go one after the other (two would contend for the queue
+    directories): each process has ended before the next starts, and together they hold the whole flood."""
+    report = flood(clean_lab, count=500, forged_fraction=0.3, legit=10, bounces=0, inbox=0)
+    monkeypatch.setattr(postfix, "KNOWN_IDS_CHUNK", 64)
+    server = PostfixServer(clean_lab.server_config())
+    running: list[int] = [0]
+    overlapping: list[int] = []
+    start = server.executor.start
+
+    def spy(argv, **kwargs):  # type: ignore[no-untyped-def]
+        process = start(argv, **kwargs)
+        overlapping.append(running[0])  # processes started and not yet waited for
+        running[0] += 1
+        wait = process.wait
+
+        def waited(**options):  # type: ignore[no-untyped-def]
+            result = wait(**options)
+            running[0] -= 1
+            return result
+
+        process.wait = waited  # type: ignore[method-assign]
+        return process
+
+    try:
+        server.diagnose(flood_threshold=100)
+        monkeypatch.setattr(server.executor, "start", spy)
+        held = server.hold(Selection(sasl_login="victim"))
+    finally:
+        server.close()
+    assert held == report.from_login + report.forged
+    assert len(overlapping) == -(-held // 64) and set(overlapping) == {0}
+    assert sum(1 for m in queue_entries(clean_lab) if m["queue_name"] == "hold") == held
+
+
 def test_listed_ids_expire_and_the_hold_lists_again(clean_lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     """IDs listed more than a minute ago are not trusted (Postfix may reuse an ID): the hold lists the queue."""
     report = flood(clean_lab, count=300, forged_fraction=0.0, legit=5, bounces=0, inbox=0)
