@@ -1,7 +1,7 @@
 """Benchmark mailfix's queue operations against the bare tools on the real lab server, on a LAN
 (loopback), for spam runs of each shape (see bench/lab.py: 1, 1-3 and 1-50 recipients per message).
 
-Run as root from the repository root:  python -m bench.queue [--shapes 1 1-3 1-50] [--rounds 5]
+Run as root from the repository root:  python -m bench.queue [--shapes 1 1-3 1-50] [--rounds 5] [--keep DIR]
 
 For each shape:
 1. Builds the flood through SMTP AUTH (most of it as one login, 30% of that with forged senders,
@@ -31,7 +31,7 @@ from bench.lab import (
     SHAPES,
     SavedQueue,
     Shape,
-    build,
+    build_or_restore,
     describe_queue,
     median_line,
     quiet_queue_manager,
@@ -99,9 +99,8 @@ def login_ids(lab: Lab, login: str) -> list[str]:
 
 def bench_shape(lab: Lab, shape: Shape, args: argparse.Namespace, saved: SavedQueue) -> None:
     print(f"shape {shape.name}: {shape.messages} messages, {shape.low}-{shape.high} recipients each", flush=True)
-    build(lab, shape)
+    build_or_restore(lab, shape, saved)
     print(f"  measured: {describe_queue(lab)}", flush=True)
-    saved.save()
     mine, bare = [], []
     for _ in range(args.rounds):  # alternate, so drift in the machine hits both equally
         mine.append(timed(lambda: diagnose_once(lab)))
@@ -135,14 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--delete-rounds", type=int, default=3)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each shape's messages (a quick try)")
+    parser.add_argument("--keep", type=Path, help="keep each built queue in this directory, or reuse one kept there")
     args = parser.parse_args(argv)
 
     with Lab() as lab, tempfile.TemporaryDirectory() as scratch:
         quiet_queue_manager(lab)
-        saved = SavedQueue(lab, Path(scratch) / "queue.tar")
         for name in args.shapes:
-            shape = SHAPES[name]
-            bench_shape(lab, replace(shape, messages=round(shape.messages * args.scale)), args, saved)
+            shape = replace(SHAPES[name], messages=round(SHAPES[name].messages * args.scale))
+            saved = SavedQueue(lab, (args.keep or Path(scratch)) / f"queue-{shape.name}-{shape.messages}.tar")
+            bench_shape(lab, shape, args, saved)
     return 0
 
 
