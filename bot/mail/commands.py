@@ -75,7 +75,7 @@ def reblocked(
     stream: str = "stdout",
     through: str = "",
     gzip: bool = False,
-    level: int = 1,
+    level: int = 6,
     block_size: int = 256 * 1024,
 ) -> list[str]:
     """Return argv running `argv` with its stdout (or stderr) gathered into blocks on the server.

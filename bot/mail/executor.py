@@ -342,7 +342,7 @@ class SSHExecutor:
         try:
             client.connect(
                 server.host, port=server.port, username=server.user, pkey=pkey, look_for_keys=False,
-                # No SSH compression: the large outputs are gzip'ed by the server at level 1 when the link is slow.
+                # No SSH compression: the large outputs are gzip'ed by the server when the link is slow.
                 allow_agent=False, compress=False, timeout=timeout, banner_timeout=timeout,
                 auth_timeout=timeout, channel_timeout=timeout, transport_factory=_Transport,
             )  # fmt: skip
