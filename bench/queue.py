@@ -5,12 +5,13 @@ Run as root from the repository root:  python -m bench.queue [--shapes 1 1-3 1-5
 
 For each shape:
 1. Builds the flood through SMTP AUTH (most of it as one login, 30% of that with forged senders,
-   1.2 KB bodies, recipients drawn from a book of 1,000,000 addresses), prints its measured shape,
+   1.2 KB bodies, recipients drawn from a book of 1,000,000 addresses) and saves it (with --keep, in
+   DIR as queue-SHAPE-MESSAGES.tar; a queue kept there is restored instead), prints its measured shape,
    then times, alternating the contenders, --rounds times each:
      mailfix diagnosis (snapshot + SASL attribution + suspect, new SSH connection included)
      bare `ssh -p PORT root@127.0.0.1 /usr/sbin/postqueue -j > /dev/null`
    and measures the bot's peak memory (VmHWM of a child process doing one diagnosis).
-2. Saves the queue and restores it before every delete round (a delete cannot be repeated), then
+2. Restores the saved queue before every delete round (a delete cannot be repeated), then
    times mailfix's delete by SASL login (listing and selection included) against the bare
    `ssh ... /usr/sbin/postsuper -d -` fed the same queue IDs.
 qmgr's retries of the deferred flood are kept out of the measurement: queue_run_delay is set to
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each shape's messages (a quick try)")
     parser.add_argument("--keep", type=Path, help="keep each built queue in this directory, or reuse one kept there")
     args = parser.parse_args(argv)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
 
     with Lab() as lab, tempfile.TemporaryDirectory() as scratch:
         quiet_queue_manager(lab)

@@ -48,7 +48,7 @@ def runbook_on(tmp_path, repo, link, notifier, clock) -> Runbook:
     )
 
 
-TIMEOUT = CommandTimeout("127.0.0.1", "true did not finish in time; its channel was closed")
+TIMEOUT = CommandTimeout("127.0.0.1", "postqueue did not finish in time; its channel was closed")
 NEEDS_A_PERSON = [
     AuthFailed("127.0.0.1", "the server refused the key for user 'root'"),
     HostKeyMismatch("127.0.0.1", "host key changed: got SHA256:x, known_hosts has SHA256:y"),

@@ -8,6 +8,7 @@ import json
 import subprocess
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -170,7 +171,7 @@ def test_the_link_is_measured_with_as_few_keepalives_as_decide_it(
     monkeypatch: pytest.MonkeyPatch, delays: list[float], asked: int, measured: float
 ) -> None:
     clock = [100.0]
-    monkeypatch.setattr(executor.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(executor, "time", SimpleNamespace(monotonic=lambda: clock[0]))  # executor's clock only
     transport = KeepaliveAnswers(delays, clock)
     assert executor._round_trip(transport) == pytest.approx(measured)  # type: ignore[arg-type]
     assert transport.asked == asked

@@ -37,9 +37,8 @@ KEEPALIVE_SECONDS = 15
 # A larger window than paramiko's 2 MB keeps a fast producer (postqueue -j) from stalling.
 WINDOW_SIZE = 16 << 20
 # A link whose SSH round trip takes this long is not a LAN (nor loopback, even on a busy host):
-# large outputs travel gzip'ed.
-SLOW_LINK_SECONDS = 0.005
-CLEARLY_SLOW_SECONDS = 0.02  # no busy LAN host takes this long to answer a keepalive
+# large outputs travel gzip'ed. A LAN does not take CLEARLY_SLOW_SECONDS twice in a row.
+SLOW_LINK_SECONDS, CLEARLY_SLOW_SECONDS = 0.005, 0.02
 
 
 class RemoteProcess:

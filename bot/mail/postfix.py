@@ -385,9 +385,10 @@ class PostfixServer:
 
 
 def connect(server: ServerConfig) -> PostfixServer:
-    """Return a PostfixServer for `server` whose SSH connection is open and checked.
+    """Return a PostfixServer for `server` whose SSH connection is open: host key and login checked.
 
-    No command runs: sshd takes about 0.1 s to start any session, and the first step's commands follow."""
+    No command runs (sshd takes about 0.1 s to start any session): the first step's commands follow
+    at once, and a server that refuses them (sudo without NOPASSWD, say) fails that step."""
     mail_server = PostfixServer(server)
     mail_server.executor.open()
     return mail_server

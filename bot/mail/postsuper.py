@@ -15,7 +15,8 @@ POSTSUPER_PARALLEL = 2
 # IDs known before the first process starts (the hold after a diagnosis) go in chunks this large, one
 # process at a time: no listing runs meanwhile, and two processes renaming files in the same queue
 # directories slow each other down (68,000 held in 1.3 s by one process, 1.7 s by 10,000-ID pairs).
-KNOWN_IDS_CHUNK = 100_000
+# Each process still reports its count when it ends (progress), within its own command timeout.
+KNOWN_IDS_CHUNK = 50_000
 _POSTSUPER_SUMMARY = re.compile(r"postsuper: (Deleted|Placed on hold|Released from hold): (\d+) messages?")
 
 
@@ -37,7 +38,8 @@ def feed_postsuper(
     hears the sum so far as each process ends (of `total` IDs, when known before they are listed).
     `chunk` and `parallel` default to POSTSUPER_CHUNK and POSTSUPER_PARALLEL.
     """
-    chunk, parallel = chunk or POSTSUPER_CHUNK, parallel or POSTSUPER_PARALLEL
+    chunk = POSTSUPER_CHUNK if chunk is None else chunk
+    parallel = POSTSUPER_PARALLEL if parallel is None else parallel
     running: list[RemoteProcess] = []
     acted = 0
 

@@ -1,4 +1,4 @@
-"""Progress of a 25,000-message flood's diagnosis, release and delete, reported by the lab's real Postfix tools."""
+"""Progress of a 25,000-message flood's diagnosis, hold, release and delete, from the lab's real Postfix tools."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 from bot.core.mailserver import Selection
 from bot.mail.postfix import connect
-from bot.mail.postsuper import POSTSUPER_CHUNK
+from bot.mail.postsuper import KNOWN_IDS_CHUNK, POSTSUPER_CHUNK
 from tests.integration.flood import flood, queue_size
 from tests.integration.lab import Lab
 
@@ -21,9 +21,12 @@ def test_a_25000_message_release_and_delete_report_rising_counts_ending_at_what_
     read: list[tuple[int, int | None]] = []
     deleted_so_far: list[tuple[int, int | None]] = []
     released_so_far: list[tuple[int, int | None]] = []
+    held_so_far: list[tuple[int, int | None]] = []
     try:
         diagnosis = server.diagnose(flood_threshold=500, progress=lambda done, total: read.append((done, total)))
-        held = server.hold(Selection(sasl_login="victim"))
+        held = server.hold(
+            Selection(sasl_login="victim"), progress=lambda done, total: held_so_far.append((done, total))
+        )
         began = time.monotonic()
         released = server.release(
             Selection(sasl_login="victim"), progress=lambda done, total: released_so_far.append((done, total))
@@ -45,3 +48,8 @@ def test_a_25000_message_release_and_delete_report_rising_counts_ending_at_what_
         done = [d for d, _ in so_far]
         assert len(done) == -(-FLOOD // POSTSUPER_CHUNK) and done == sorted(set(done)) and done[-1] == did
     assert held == released == FLOOD
+    # The hold feeds the IDs the diagnosis listed, KNOWN_IDS_CHUNK per process: it reports each one's end.
+    assert [d for d, _ in held_so_far] == [
+        min(n, held) for n in range(KNOWN_IDS_CHUNK, held + KNOWN_IDS_CHUNK, KNOWN_IDS_CHUNK)
+    ]
+    assert {total for _, total in held_so_far} == {held}
