@@ -378,7 +378,7 @@ class _Transport(paramiko.Transport):
 
 def _round_trip(transport: paramiko.Transport, tries: int = 3) -> float:
     """Return the shortest of up to `tries` SSH keepalive round trips; stop at a LAN's answer, or at a
-    WAN's second (the first answer after the login waits about 40 ms for a delayed ACK, even on loopback)."""
+    WAN's second (the first answer after the login takes about 40 ms, even on loopback)."""
     best = float("inf")
     for asked in range(1, tries + 1):
         started = time.monotonic()
