@@ -161,7 +161,7 @@ class KeepaliveAnswers:
     ("delays", "asked", "measured"),
     [
         ([0.0002, 0.0001, 0.0001], 1, 0.0002),  # a LAN that answers at once: one keepalive
-        ([0.044, 0.0003, 0.0003], 2, 0.0003),  # loopback: the first answer waited for a delayed ACK
+        ([0.044, 0.0003, 0.0003], 2, 0.0003),  # loopback: the first answer after the login is slow
         ([0.085, 0.040, 0.040], 2, 0.040),  # a 40 ms WAN shows at the second answer
         ([0.010, 0.003, 0.003], 2, 0.003),  # a busy LAN host, late once: asked again
         ([0.010, 0.012, 0.009], 3, 0.009),  # in between every time: the shortest of three
