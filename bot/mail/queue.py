@@ -69,7 +69,7 @@ def sender_of(message: Message) -> str:
 
 
 def null_sender_named(senders: list[str]) -> list[str]:
-    """Return lower-cased `senders` with the null sender (and its spellings) as MAILER-DAEMON."""
+    """Return `senders` (lower-cased by the caller) with the null sender's spellings as MAILER-DAEMON."""
     if NOT_ACCOUNTS.isdisjoint(senders):
         return senders
     return [NULL_SENDER if sender in NOT_ACCOUNTS else sender for sender in senders]
